@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs, through apt-get, whatever pods needs to build, test and benchmark that this
+# Debian 12 machine does not have yet. Safe to run again: it installs only what is missing.
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ clang libclang-rt-14-dev cmake ninja-build clang-format git
+  # dependencies of pods itself and of its tests and benchmarks
+  librange-v3-dev catch2 libbenchmark-dev
+  # peers the benchmarks compare against (optional for the build; installed so they run)
+  libconcurrentqueue-dev libatomic-queue-dev libtbb-dev libboost-dev librocksdb-dev libleveldb-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "pods: installing ${missing[*]}"
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "pods: run as root (or with sudo) to install packages: apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -1,0 +1,69 @@
+#include <pods/policy/threading.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace {
+struct NotThreading {};
+struct MissingMutex {
+  static constexpr bool is_thread_safe = true;
+  template <class T>
+  using atomic = std::atomic<T>;
+};
+
+template <pods::Threading T>
+std::uint64_t count_to(int n) {
+  typename T::template atomic<std::uint64_t> counter{0};
+  typename T::mutex m;
+  for (int i = 0; i < n; ++i) {
+    std::lock_guard lock(m);
+    counter.fetch_add(1, std::memory_order_relaxed);
+  }
+  return counter.load();
+}
+}  // namespace
+
+TEST_CASE("Threading: the models and the does-not-models", "[threading]") {
+  STATIC_REQUIRE(pods::Threading<pods::ThreadSafe>);
+  STATIC_REQUIRE(pods::Threading<pods::SingleThreaded>);
+  STATIC_REQUIRE_FALSE(pods::Threading<NotThreading>);
+  STATIC_REQUIRE_FALSE(pods::Threading<MissingMutex>);
+  STATIC_REQUIRE(pods::ThreadSafe::is_thread_safe);
+  STATIC_REQUIRE_FALSE(pods::SingleThreaded::is_thread_safe);
+}
+
+TEST_CASE("Threading: one implementation runs on both models", "[threading]") {
+  CHECK(count_to<pods::ThreadSafe>(100) == 100);
+  CHECK(count_to<pods::SingleThreaded>(100) == 100);
+}
+
+TEST_CASE("SingleThreaded atomic behaves as std::atomic does on one thread", "[threading]") {
+  pods::SingleThreaded::atomic<std::uint64_t> a{5};
+  CHECK(a.fetch_add(2) == 5);
+  CHECK(a.fetch_sub(1) == 7);
+  CHECK(a.exchange(10) == 6);
+  std::uint64_t expected = 3;
+  CHECK_FALSE(a.compare_exchange_strong(expected, 4));
+  CHECK(expected == 10);
+  CHECK(a.compare_exchange_weak(expected, 4));
+  CHECK(a.load() == 4);
+  a.store(9);
+  CHECK(static_cast<std::uint64_t>(a) == 9);
+}
+
+TEST_CASE("ThreadSafe atomic and mutex synchronise two threads", "[threading][threads]") {
+  pods::ThreadSafe::atomic<std::uint64_t> counter{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10000; ++i)
+        counter.fetch_add(1, std::memory_order_relaxed);
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  CHECK(counter.load() == 20000);
+}
