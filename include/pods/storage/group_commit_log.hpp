@@ -83,7 +83,8 @@ class GroupCommitLog {
                                   std::to_string(payload.size()) + " bytes exceeds " +
                                   std::to_string(SegmentedLog<Storage>::max_payload_bytes));
     }
-    Request request{payload};
+    Request request;
+    request.payload = payload;
     {
       std::unique_lock lock(mutex_);
       if (stopping_) throw ClosedError("GroupCommitLog: append_durable after stop()");
@@ -115,6 +116,12 @@ class GroupCommitLog {
     work_.notify_one();
     std::lock_guard join_lock(join_mutex_);
     if (writer_.joinable()) writer_.join();
+  }
+
+  // Returns true once stop() has been called (appends are refused from then on).
+  bool stopping() const {
+    std::lock_guard lock(mutex_);
+    return stopping_;
   }
 
   // Returns the highest index this GroupCommitLog has synced (0 before its first batch).
