@@ -304,6 +304,8 @@ class ProducerRingQueue {
  public:
   // How long the consumer spins on empty rings before it parks.
   static constexpr std::chrono::nanoseconds spin_time = std::chrono::microseconds(50);
+  // The consumer's longest back-off between two polls while spinning: 2^kBackoffShift pauses.
+  static constexpr unsigned kBackoffShift = 5;
 
   // Creates an empty queue; `capacity` 0 means unbounded. Allocates nothing yet.
   explicit ProducerRingQueue(std::size_t capacity = 0) : capacity_(capacity) {}
@@ -371,7 +373,12 @@ class ProducerRingQueue {
       }
       if (turn == 0) spin_start = std::chrono::steady_clock::now();
       if ((turn & 31) != 31 || std::chrono::steady_clock::now() - spin_start < spin_time) {
-        detail::cpu_relax();
+        // Back off between passes (1, 2, 4, ... kMaxBackoff pauses): polling a ring's tail
+        // takes its cache line away from the producer writing it, so polling less often lets
+        // the producers run ahead and the next pass drain a larger batch.
+        const unsigned pauses = 1u << std::min(turn, kBackoffShift);
+        for (unsigned i = 0; i < pauses; ++i)
+          detail::cpu_relax();
         continue;
       }
       park();

@@ -185,7 +185,7 @@ class Completion {
   };
 
   const Ops* ops_ = nullptr;
-  alignas(std::max_align_t) unsigned char buffer_[inline_size];
+  alignas(std::max_align_t) unsigned char buffer_[inline_size]{};
 };
 
 // Adapts a user callback `done(Outcome<Response>)` to Completion's value/error interface.
