@@ -1,0 +1,480 @@
+// durable_kv — a crash-proof key-value server composed from pods blocks, and the crash test
+// that proves it.
+//
+// The program forks a server process (this same binary with --serve), drives it from
+// several client threads over a Unix socket, SIGKILLs the server at random moments,
+// restarts it on the same directory, and at the end checks the server against the clients'
+// own record: every acknowledged put is present with its value and timestamp, no retried
+// put was applied twice, and every read at a past timestamp answers as it did before.
+// Exit status: 0 when nothing was lost, 1 otherwise, 2 for bad flags.
+//
+//   durable_kv [--clients N] [--duration S] [--crash-interval S] [--dir PATH]
+//              [--value-size BYTES] [--seed N] [--keep]
+#include "kv_server.hpp"
+#include "workload.hpp"
+
+#include <pods/storage/file_storage.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <charconv>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// ---- framing: a u32 length, then the bytes ------------------------------------------------
+
+bool write_all(int fd, const void* data, std::size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return false;
+    p += w;
+    n -= static_cast<std::size_t>(w);
+  }
+  return true;
+}
+
+bool read_all(int fd, void* data, std::size_t n) {
+  char* p = static_cast<char*>(data);
+  while (n > 0) {
+    const ssize_t r = ::recv(fd, p, n, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+bool send_frame(int fd, const std::vector<std::byte>& bytes) {
+  const auto n = static_cast<std::uint32_t>(bytes.size());
+  return write_all(fd, &n, sizeof n) && write_all(fd, bytes.data(), bytes.size());
+}
+
+bool recv_frame(int fd, std::vector<std::byte>& bytes) {
+  std::uint32_t n = 0;
+  if (!read_all(fd, &n, sizeof n)) return false;
+  bytes.resize(n);
+  return read_all(fd, bytes.data(), n);
+}
+
+sockaddr_un socket_address(const fs::path& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  const std::string s = path.string();
+  if (s.size() >= sizeof addr.sun_path)
+    throw std::invalid_argument("--dir: path too long for a socket");
+  std::memcpy(addr.sun_path, s.c_str(), s.size() + 1);
+  return addr;
+}
+
+// ---- the server process -------------------------------------------------------------------
+
+[[noreturn]] void serve(const fs::path& dir, int ready_fd) {
+  const auto started = Clock::now();
+  kv::Server<pods::FileStorage> server(pods::FileStorage(dir / "log"),
+                                       pods::FileStorage(dir / "snapshots"), kv::ServerOptions{});
+  const auto recovery_us =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
+  server.set_recovery_time(std::chrono::microseconds(recovery_us));
+
+  const fs::path socket_path = dir / "kv.sock";
+  fs::remove(socket_path);
+  const int listener = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const sockaddr_un addr = socket_address(socket_path);
+  if (listener < 0 ||
+      ::bind(listener, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener, 64) != 0) {
+    std::perror("durable_kv server: listen");
+    std::_Exit(3);
+  }
+  const kv::ServerStats stats = server.stats();
+  const std::string ready =
+      std::to_string(stats.recovery_us) + " " + std::to_string(stats.recovered_entries) + "\n";
+  if (::write(ready_fd, ready.data(), ready.size()) != static_cast<ssize_t>(ready.size()))
+    std::_Exit(3);
+  ::close(ready_fd);
+
+  for (;;) {
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    // One thread per connection reads requests; the answer is written by whichever server
+    // thread completes the request (the update queue's worker, after the fsync for puts).
+    std::thread([&server, fd] {
+      auto write_lock = std::make_shared<std::mutex>();
+      std::vector<std::byte> in;
+      while (recv_frame(fd, in)) {
+        kv::Request request;
+        try {
+          request = kv::decode_request(in);
+        } catch (const pods::CorruptionError&) {
+          break;
+        }
+        server.submit(std::move(request), [fd, write_lock](kv::Response response) {
+          std::vector<std::byte> out;
+          kv::encode(response, out);
+          std::lock_guard lock(*write_lock);
+          send_frame(fd, out);
+        });
+      }
+      ::shutdown(fd, SHUT_RDWR);
+    }).detach();
+  }
+}
+
+// ---- the parent: server lifecycle, clients, crashes ---------------------------------------
+
+struct Options {
+  int clients = 4;
+  double duration_s = 20;
+  double crash_interval_s = 3;
+  fs::path dir;
+  std::size_t value_size = 64;
+  std::uint64_t seed = 1;
+  bool keep = false;
+};
+
+// The running server process as the clients see it: its generation (bumped at every
+// restart) lets a client that lost its connection wait for the next server.
+class ServerHandle {
+ public:
+  explicit ServerHandle(fs::path dir) : dir_(std::move(dir)) {}
+
+  // Starts a server process on the directory and waits until it has recovered and listens.
+  // Returns the recovery time and the number of log entries it replayed.
+  std::pair<double, std::uint64_t> start() {
+    int ready[2];
+    if (::pipe(ready) != 0) throw std::runtime_error("pipe failed");
+    const pid_t pid = ::fork();
+    if (pid < 0) throw std::runtime_error("fork failed");
+    if (pid == 0) {
+      ::close(ready[0]);
+      const std::string fd = std::to_string(ready[1]);
+      const std::string dir = dir_.string();
+      ::execl("/proc/self/exe", "durable_kv", "--serve", dir.c_str(), fd.c_str(), nullptr);
+      std::_Exit(127);
+    }
+    ::close(ready[1]);
+    std::string line;
+    char c;
+    while (::read(ready[0], &c, 1) == 1 && c != '\n')
+      line += c;
+    ::close(ready[0]);
+    if (line.empty())
+      throw std::runtime_error("the server process failed to start; see its error above");
+    std::uint64_t us = 0, entries = 0;
+    const char* p = line.c_str();
+    p = std::from_chars(p, p + line.size(), us).ptr;
+    std::from_chars(p + 1, line.c_str() + line.size(), entries);
+    {
+      std::lock_guard lock(m_);
+      pid_ = pid;
+      ++generation_;
+    }
+    cv_.notify_all();
+    return {static_cast<double>(us) / 1000.0, entries};
+  }
+
+  // Kills the server process with SIGKILL (no chance to flush anything) and reaps it.
+  void kill() {
+    pid_t pid;
+    {
+      std::lock_guard lock(m_);
+      pid = pid_;
+      pid_ = -1;
+    }
+    if (pid > 0) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  }
+
+  // Ends the run: clients waiting for a server give up.
+  void finish() {
+    {
+      std::lock_guard lock(m_);
+      finished_ = true;
+    }
+    cv_.notify_all();
+  }
+
+  std::uint64_t generation() const {
+    std::lock_guard lock(m_);
+    return generation_;
+  }
+
+  // Blocks until a server newer than `seen` runs; false when the run is over.
+  bool wait_newer(std::uint64_t seen) {
+    std::unique_lock lock(m_);
+    cv_.wait(lock, [&] { return finished_ || generation_ > seen; });
+    return !finished_;
+  }
+
+  fs::path socket_path() const { return dir_ / "kv.sock"; }
+
+ private:
+  fs::path dir_;
+  mutable std::mutex m_;
+  std::condition_variable cv_;
+  pid_t pid_ = -1;
+  std::uint64_t generation_ = 0;
+  bool finished_ = false;
+};
+
+// A client's connection to whichever server process is running.
+class SocketConnection {
+ public:
+  explicit SocketConnection(ServerHandle& server) : server_(server) { connect(); }
+  ~SocketConnection() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  SocketConnection(const SocketConnection&) = delete;
+  SocketConnection& operator=(const SocketConnection&) = delete;
+
+  std::optional<kv::Response> call(const kv::Request& request) {
+    if (fd_ < 0) return std::nullopt;
+    out_.clear();
+    kv::encode(request, out_);
+    if (send_frame(fd_, out_) && recv_frame(fd_, in_)) return kv::decode_response(in_);
+    ::close(fd_);
+    fd_ = -1;
+    return std::nullopt;
+  }
+
+  bool reconnect() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!server_.wait_newer(generation_)) return false;
+    connect();
+    return true;
+  }
+
+ private:
+  void connect() {
+    generation_ = server_.generation();
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const sockaddr_un addr = socket_address(server_.socket_path());
+    if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+      ::close(fd_);
+      fd_ = -1;
+    }
+  }
+
+  ServerHandle& server_;
+  int fd_ = -1;
+  std::uint64_t generation_ = 0;
+  std::vector<std::byte> out_, in_;
+};
+static_assert(kv::Connection<SocketConnection>);
+
+[[noreturn]] void usage(const std::string& error) {
+  std::fprintf(stderr,
+               "durable_kv: %s\n"
+               "usage: durable_kv [--clients N] [--duration SECONDS] [--crash-interval SECONDS]\n"
+               "                  [--dir PATH] [--value-size BYTES] [--seed N] [--keep]\n",
+               error.c_str());
+  std::exit(2);
+}
+
+Options parse(int argc, char** argv) {
+  Options o;
+  auto number = [&](int& i, const char* name) {
+    if (i + 1 >= argc) usage(std::string(name) + " needs a value");
+    char* end = nullptr;
+    const double v = std::strtod(argv[++i], &end);
+    if (end == argv[i] || *end != '\0' || v < 0)
+      usage(std::string(name) + ": not a non-negative number: " + argv[i]);
+    return v;
+  };
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--clients")
+      o.clients = static_cast<int>(number(i, "--clients"));
+    else if (a == "--duration")
+      o.duration_s = number(i, "--duration");
+    else if (a == "--crash-interval")
+      o.crash_interval_s = number(i, "--crash-interval");
+    else if (a == "--value-size")
+      o.value_size = static_cast<std::size_t>(number(i, "--value-size"));
+    else if (a == "--seed")
+      o.seed = static_cast<std::uint64_t>(number(i, "--seed"));
+    else if (a == "--keep")
+      o.keep = true;
+    else if (a == "--dir") {
+      if (i + 1 >= argc) usage("--dir needs a value");
+      o.dir = argv[++i];
+    } else
+      usage("unknown argument " + a);
+  }
+  if (o.clients < 1) usage("--clients must be at least 1");
+  if (o.crash_interval_s <= 0) usage("--crash-interval must be positive");
+  if (o.dir.empty())
+    o.dir = fs::temp_directory_path() / ("pods-durable-kv-" + std::to_string(::getpid()));
+  return o;
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 4 && std::string(argv[1]) == "--serve") serve(argv[2], std::atoi(argv[3]));
+  const Options o = parse(argc, argv);
+  std::error_code ec;
+  fs::remove_all(o.dir, ec);
+  fs::create_directories(o.dir);
+
+  std::printf(
+      "durable_kv: %d clients, %.0f s, a SIGKILL every ~%.1f s, values of %zu bytes, seed %llu\n",
+      o.clients, o.duration_s, o.crash_interval_s, o.value_size,
+      static_cast<unsigned long long>(o.seed));
+  std::printf("data directory: %s\n\n", o.dir.c_str());
+
+  ServerHandle server(o.dir);
+  std::vector<double> recoveries;
+  auto [first_ms, first_entries] = server.start();
+  std::printf("[%5.1f s] server started (empty directory, ready in %.1f ms)\n", 0.0, first_ms);
+  (void)first_entries;
+
+  kv::WorkloadOptions workload;
+  workload.value_size = o.value_size;
+  workload.seed = o.seed;
+  std::atomic<bool> stop{false};
+  std::vector<kv::ClientLedger> ledgers(static_cast<std::size_t>(o.clients));
+  std::vector<std::thread> clients;
+  const auto begin = Clock::now();
+  for (int c = 0; c < o.clients; ++c) {
+    clients.emplace_back([&, c] {
+      SocketConnection conn(server);
+      kv::run_client(static_cast<std::uint64_t>(c + 1), conn, workload, stop,
+                     ledgers[static_cast<std::size_t>(c)]);
+    });
+  }
+
+  // Crash the server at random moments until the time is up.
+  std::mt19937_64 rng(o.seed);
+  std::uniform_real_distribution<double> interval(0.5 * o.crash_interval_s,
+                                                  1.5 * o.crash_interval_s);
+  int crashes = 0;
+  for (double next = interval(rng); next < o.duration_s; next += interval(rng)) {
+    std::this_thread::sleep_until(begin +
+                                  std::chrono::duration<double>(next));  // schedule, not sync
+    server.kill();
+    ++crashes;
+    auto [ms, entries] = server.start();
+    recoveries.push_back(ms);
+    std::printf(
+        "[%5.1f s] crash %d: server SIGKILLed; restarted, replayed %llu log entries, ready in %.1f "
+        "ms\n",
+        seconds_since(begin), crashes, static_cast<unsigned long long>(entries), ms);
+    std::fflush(stdout);
+  }
+  std::this_thread::sleep_until(begin + std::chrono::duration<double>(o.duration_s));
+  stop = true;
+  for (auto& t : clients)
+    t.join();
+  const double elapsed = seconds_since(begin);
+
+  // Statistics of the last life, then one more crash and recovery before verifying, so the
+  // verdict is about what survives on disk.
+  kv::ServerStats stats;
+  {
+    SocketConnection conn(server);
+    kv::Request r;
+    r.op = kv::Op::stats;
+    if (auto response = conn.call(r)) stats = response->stats;
+  }
+  server.kill();
+  ++crashes;
+  auto [final_ms, final_entries] = server.start();
+  recoveries.push_back(final_ms);
+  std::printf(
+      "[%5.1f s] final crash %d: server SIGKILLed; restarted, replayed %llu log entries, ready in "
+      "%.1f ms\n",
+      seconds_since(begin), crashes, static_cast<unsigned long long>(final_entries), final_ms);
+
+  std::printf("\nverifying against the clients' own record...\n");
+  SocketConnection verifier(server);
+  const kv::Verdict verdict = kv::verify(verifier, ledgers, workload);
+  kv::Request stats_request;
+  stats_request.op = kv::Op::stats;
+  const auto after = verifier.call(stats_request);
+  server.finish();
+  server.kill();
+
+  std::uint64_t ops = 0, deliberate = 0, crash_retries = 0;
+  std::vector<std::uint64_t> latencies;
+  for (auto& l : ledgers) {
+    ops += l.ops;
+    deliberate += l.deliberate_retries;
+    crash_retries += l.crash_retries;
+    latencies.insert(latencies.end(), l.put_latency_ns.begin(), l.put_latency_ns.end());
+  }
+  const double p50 = static_cast<double>(kv::quantile(latencies, 0.50)) / 1000.0;
+  const double p99 = static_cast<double>(kv::quantile(latencies, 0.99)) / 1000.0;
+  double recovery_sum = 0, recovery_max = 0;
+  for (double r : recoveries) {
+    recovery_sum += r;
+    recovery_max = std::max(recovery_max, r);
+  }
+
+  std::printf("\nsummary\n");
+  std::printf("  operations          %llu in %.1f s: %.0f ops/s (%d clients)\n",
+              static_cast<unsigned long long>(ops), elapsed, static_cast<double>(ops) / elapsed,
+              o.clients);
+  std::printf(
+      "  durable put latency p50 %.0f us, p99 %.0f us (%zu puts not interrupted by a crash)\n", p50,
+      p99, latencies.size());
+  std::printf("  crashes             %d (SIGKILL), recovery %.1f ms mean, %.1f ms max\n", crashes,
+              recovery_sum / static_cast<double>(recoveries.size()), recovery_max);
+  std::printf("  retries             %llu deliberate, %llu after a crash\n",
+              static_cast<unsigned long long>(deliberate),
+              static_cast<unsigned long long>(crash_retries));
+  std::printf(
+      "  last life           %llu puts, %llu fsyncs (%.1f puts per fsync), %llu snapshots\n",
+      static_cast<unsigned long long>(stats.puts), static_cast<unsigned long long>(stats.fsyncs),
+      stats.fsyncs ? static_cast<double>(stats.puts) / static_cast<double>(stats.fsyncs) : 0.0,
+      static_cast<unsigned long long>(stats.snapshots));
+  std::printf(
+      "  log size            %.2f MiB before cleaning, %.2f MiB after (%llu segments removed)\n",
+      static_cast<double>(stats.peak_log_bytes) / (1 << 20),
+      static_cast<double>(after ? after->stats.log_bytes : stats.log_bytes) / (1 << 20),
+      static_cast<unsigned long long>(stats.segments_removed));
+  std::printf("  historical reads    %llu re-read, %llu changed\n",
+              static_cast<unsigned long long>(verdict.past_reads),
+              static_cast<unsigned long long>(verdict.changed_reads));
+  for (const std::string& d : verdict.details)
+    std::printf("  ! %s\n", d.c_str());
+  std::printf("\nverdict: %llu acknowledged writes, %llu lost, %llu duplicated%s\n",
+              static_cast<unsigned long long>(verdict.acknowledged),
+              static_cast<unsigned long long>(verdict.lost),
+              static_cast<unsigned long long>(verdict.duplicated),
+              verdict.ok() ? "" : "  -- FAILED");
+  if (!o.keep) fs::remove_all(o.dir, ec);
+  return verdict.ok() ? 0 : 1;
+}
