@@ -17,11 +17,11 @@ using namespace std::chrono_literals;
 namespace {
 using Log = pods::SegmentedLog<pods::MemoryStorage>;
 
-// Appends `n` 40-byte entries: with segment_bytes 256 each segment holds four
-// (1-4, 5-8, 9-12, ...).
+// Appends `n` 52-byte entries (60-byte records): with segment_bytes 256 each segment holds
+// four (1-4, 5-8, 9-12, ...).
 void append_n(Log& log, int n) {
   for (int i = 0; i < n; ++i)
-    log.append(pods_test::bytes(std::string(40, 'e')));
+    log.append(pods_test::bytes(std::string(52, 'e')));
 }
 }  // namespace
 

@@ -194,9 +194,9 @@ TEMPLATE_TEST_CASE("SegmentedLog: rolls past segment_bytes; segments are named b
                    "[segmented_log]", pods::MemoryStorage, pods::FileStorage) {
   pods_test::StorageFixture<TestType> fixture;
   Log<TestType> log(fixture.open(), {.segment_bytes = 256});
-  const std::string forty(40, 'x');  // a 56-byte record: four fit in 16 + 4 * 56 = 240 bytes
+  const std::string payload52(52, 'x');  // a 60-byte record: four fit in 16 + 4 * 60 = 256 bytes
   for (int i = 0; i < 50; ++i)
-    log.append(bytes(forty));
+    log.append(bytes(payload52));
   const auto segments = log.segments();
   CHECK(segments.size() == 13);
   std::vector<std::uint64_t> ids;
@@ -322,9 +322,9 @@ TEMPLATE_TEST_CASE(
     "[segmented_log]", pods::MemoryStorage, pods::FileStorage) {
   pods_test::StorageFixture<TestType> fixture;
   Log<TestType> log(fixture.open(), {.segment_bytes = 256});
-  const std::string forty(40, 'r');  // four entries per segment: 1-4, 5-8, 9-12, ...
+  const std::string payload52(52, 'r');  // four entries per segment: 1-4, 5-8, 9-12, ...
   for (int i = 0; i < 30; ++i)
-    log.append(bytes(forty));
+    log.append(bytes(payload52));
 
   CHECK(log.remove_before(0) == 0);
   CHECK(log.remove_before(4) == 0);  // segment 1-4 still holds index 4
@@ -344,7 +344,7 @@ TEMPLATE_TEST_CASE(
     CHECK(log.segment_count() == 1);
     CHECK(log.last_index() == 30);
     CHECK(log.first_index() == 29);
-    CHECK(log.append(bytes(forty)) == 31);
+    CHECK(log.append(bytes(payload52)) == 31);
   }
   SECTION("the removal survives a reopen") {
     log.sync();

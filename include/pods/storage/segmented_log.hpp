@@ -14,8 +14,9 @@
 //                deleting whole segments (remove_before); rewinding is truncate_after.
 // Record format (version 1; docs/patterns/segmented-log.md): a segment starts with a 16-byte
 //                header: the 7 bytes "podslog", a format byte (1), the first index (u64 LE).
-//                Each record is crc32c (u32 LE) | payload length (u32 LE) | index (u64 LE) |
-//                payload; the CRC covers the 12 bytes after it and the payload.
+//                Each record is crc32c (u32 LE) | payload length (u32 LE) | payload. The CRC
+//                covers the record's index (u64 LE; implied by its position, not stored), the
+//                length and the payload, so a record out of place fails its checksum.
 // Guarantees:    Indices are consecutive from 1 (a new log: first_index() 1, last_index() 0).
 //                After sync() returns every appended entry survives a crash with its bytes.
 //                Reopening after a crash yields a prefix of the appended entries that contains
@@ -28,7 +29,8 @@
 //                remove_before, and must not outlive the log.
 // Errors:        options.segment_bytes == 0, read(0) or entries(0), a payload over
 //                max_payload_bytes and truncate_after below first_index() - 1 throw
-//                std::invalid_argument naming the argument. Bad bytes before the tail (on open
+//                std::invalid_argument naming the argument; an append past max_index throws
+//                std::length_error. Bad bytes before the tail (on open
 //                or on read) throw pods::CorruptionError naming the segment file and the byte
 //                offset of the record. Storage I/O failures throw std::system_error; after one,
 //                appends and syncs throw pods::Error until the log is reopened.
@@ -97,7 +99,7 @@ struct EntryLocation {
 namespace detail {
 
 inline constexpr std::size_t kSegmentHeaderBytes = 16;
-inline constexpr std::size_t kRecordHeaderBytes = 16;
+inline constexpr std::size_t kRecordHeaderBytes = 8;
 inline constexpr std::uint8_t kSegmentFormat = 1;
 inline constexpr std::array<unsigned char, 7> kSegmentMagic = {'p', 'o', 'd', 's', 'l', 'o', 'g'};
 inline constexpr std::uint64_t kSparseStride = 64;   // an offset is kept for every 64th entry
@@ -133,6 +135,16 @@ inline std::array<std::byte, kSegmentHeaderBytes> segment_header(std::uint64_t f
   h[7] = std::byte{kSegmentFormat};
   store_le64(h.data() + 8, first_index);
   return h;
+}
+
+// Returns the CRC32C of a record: over its index (u64 LE, implied by its position and not
+// stored), its length field (u32 LE) and its payload.
+inline std::uint32_t record_crc(std::uint64_t index, std::uint32_t length,
+                                const std::byte* payload) noexcept {
+  std::byte prefix[12];
+  store_le64(prefix, index);
+  store_le32(prefix + 8, length);
+  return crc32c(payload, length, crc32c(prefix, sizeof prefix));
 }
 
 // A window over one segment's bytes, refilled from the storage on demand.
@@ -182,6 +194,8 @@ class SegmentedLog {
  public:
   // The largest payload one entry may carry.
   static constexpr std::size_t max_payload_bytes = (std::size_t{1} << 31) - 1;
+  // The largest index an entry may have (so that last_index() + 1 never wraps).
+  static constexpr std::uint64_t max_index = UINT64_MAX - 1;
 
   class Iterator;
   class EntryRange;
@@ -209,7 +223,8 @@ class SegmentedLog {
   // segment past segment_bytes; a segment always holds at least one entry. Durable only after
   // sync() (or at once with Sync::every_append). Allocates only when rolling and one slot per
   // 64 entries. Throws std::invalid_argument naming payload when it exceeds max_payload_bytes,
-  // std::system_error on I/O failure, pods::Error after an earlier I/O failure.
+  // std::length_error past max_index, std::system_error on I/O failure, pods::Error after an
+  // earlier I/O failure.
   std::uint64_t append(std::span<const std::byte> payload) {
     if (payload.size() > max_payload_bytes) [[unlikely]] {
       throw std::invalid_argument("SegmentedLog::append: payload of " +
@@ -217,16 +232,20 @@ class SegmentedLog {
                                   std::to_string(max_payload_bytes));
     }
     check_usable();
+    if (last_index() >= max_index) [[unlikely]] {
+      throw std::length_error("SegmentedLog::append: the log is full (index " +
+                              std::to_string(max_index) + " reached)");
+    }
     const std::uint64_t record = detail::kRecordHeaderBytes + payload.size();
     if (segments_.back().count > 0 && segments_.back().bytes + record > options_.segment_bytes) {
       roll();
     }
     Segment& seg = segments_.back();
     const std::uint64_t index = seg.base + seg.count;
+    const auto length = static_cast<std::uint32_t>(payload.size());
     std::array<std::byte, detail::kRecordHeaderBytes> header;
-    detail::store_le32(header.data() + 4, static_cast<std::uint32_t>(payload.size()));
-    detail::store_le64(header.data() + 8, index);
-    detail::store_le32(header.data(), crc32c(payload, crc32c(header.data() + 4, 12)));
+    detail::store_le32(header.data(), detail::record_crc(index, length, payload.data()));
+    detail::store_le32(header.data() + 4, length);
     try {
       storage_.append(seg.base, header);
       storage_.append(seg.base, payload);
@@ -493,13 +512,9 @@ class SegmentedLog {
     const std::uint32_t length = detail::read_le32(h + 4);
     const std::byte* r = reader.fetch(pos, detail::kRecordHeaderBytes + length);
     if (r == nullptr) corrupt(reader.id(), pos, "record runs past the end of the segment");
-    if (crc32c(r + 4, 12 + std::size_t{length}) != detail::read_le32(r)) {
-      corrupt(reader.id(), pos, "checksum mismatch");
-    }
-    if (detail::read_le64(r + 8) != index) {
+    if (detail::record_crc(index, length, r + detail::kRecordHeaderBytes) != detail::read_le32(r)) {
       corrupt(reader.id(), pos,
-              "record holds index " + std::to_string(detail::read_le64(r + 8)) + ", expected " +
-                  std::to_string(index));
+              "checksum mismatch for the record of index " + std::to_string(index));
     }
     payload.assign(r + detail::kRecordHeaderBytes, r + detail::kRecordHeaderBytes + length);
     return pos + detail::kRecordHeaderBytes + length;
@@ -534,7 +549,11 @@ class SegmentedLog {
     }
     for (std::size_t k = 0; k < ids.size(); ++k) {
       const std::uint64_t id = ids[k];
-      if (id == 0) corrupt(id, 0, "segment named for index 0; log indices start at 1");
+      if (id == 0 || id > max_index) {
+        corrupt(id, 0,
+                "segment named for index " + std::to_string(id) + ", outside [1, " +
+                    std::to_string(max_index) + "]");
+      }
       if (k > 0) {
         const Segment& prev = segments_.back();
         if (id != prev.base + prev.count) {
@@ -614,12 +633,12 @@ class SegmentedLog {
         } else {
           end = pos + detail::kRecordHeaderBytes + length;
           r = reader.fetch(pos, detail::kRecordHeaderBytes + length);
-          const std::uint64_t index = detail::read_le64(r + 8);
-          if (crc32c(r + 4, 12 + std::size_t{length}) != detail::read_le32(r)) {
-            problem = "checksum mismatch";
-          } else if (index != seg.base + seg.count) {
-            problem = "record holds index " + std::to_string(index) + ", expected " +
-                      std::to_string(seg.base + seg.count);
+          const std::uint64_t index = seg.base + seg.count;
+          if (index > max_index) {
+            problem = "record index beyond the largest index " + std::to_string(max_index);
+          } else if (detail::record_crc(index, length, r + detail::kRecordHeaderBytes) !=
+                     detail::read_le32(r)) {
+            problem = "checksum mismatch for the record of index " + std::to_string(index);
           }
         }
       }
