@@ -4,19 +4,20 @@
 //                fdatasync, which takes from tens of microseconds to milliseconds. If every
 //                writer syncs for itself, the disk does one sync per entry and throughput is
 //                one entry per sync, however many writers there are.
-// Solution:      Writers hand their payloads to one writer thread and wait. The thread takes
-//                every payload queued so far as one batch, appends them all, syncs ONCE, and
-//                wakes the whole batch. While it syncs, newly arriving writers queue up and
-//                form the next batch, so under load each sync covers many entries and the
-//                sync rate, not the entry rate, is what the disk sees.
+// Solution:      Writers queue their entries; the writer at the head of the queue becomes the
+//                leader: it takes every entry queued so far as one batch, appends them all,
+//                syncs ONCE, marks the whole batch durable and wakes it, then wakes the next
+//                head, which leads the next batch. While a leader syncs, arriving writers
+//                queue up behind it and form the next batch, so under load each sync covers
+//                many entries. A lone writer leads its own batch in its own thread: no thread
+//                hand-off, so its latency is one append and one sync.
 // Guarantees:    append_durable returns only after its entry is synced, with its index.
-//                Entries are appended in the order their callers were queued; each caller's
-//                entries keep that caller's order. stop() refuses new work, finishes (appends
-//                and syncs) everything already accepted, and joins the thread; it is
-//                idempotent, and the destructor calls it.
-// Not provided:  Bounded waiting (a writer waits as long as the sync takes); a batch size
-//                limit (a batch is everything queued); reads that bypass the writer: use
-//                with_log, which waits for the batch in progress.
+//                Entries are appended in queue order; each caller's entries keep that caller's
+//                order. stop() refuses new work and waits until every accepted append is
+//                appended and synced; it is idempotent, and the destructor calls it.
+// Not provided:  Bounded waiting (a writer waits as long as the syncs ahead of it take); a
+//                batch size limit (a batch is everything queued); reads that bypass the
+//                appends: use with_log, which runs between batches.
 // Thread safety: thread-safe: append_durable, with_log, stop and the accessors may be called
 //                from any thread concurrently.
 // Errors:        append_durable after stop() throws pods::ClosedError. If an append or sync
@@ -24,9 +25,9 @@
 //                failed: every later append_durable rethrows that error (a failed fdatasync
 //                cannot be retried safely: the kernel may have dropped the dirty pages).
 //                The constructor throws what SegmentedLog's throws.
-// Cost:          Per entry: a queue slot (the payload is NOT copied: the caller's span is read
-//                by the writer thread while the caller waits), one append, and a share of one
-//                sync; two thread hand-offs (wake the writer, wake the caller). One thread.
+// Cost:          Per entry: a queue slot and a condition variable on the caller's stack (the
+//                payload is NOT copied: the leader reads the caller's span while it waits),
+//                one append, a share of one sync, one wake-up. No thread of its own.
 // Example:
 //   pods::GroupCommitLog<> log(pods::FileStorage("/var/lib/app/wal"));
 //   // from any number of threads:
@@ -42,12 +43,12 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <exception>
 #include <mutex>
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -56,27 +57,25 @@ namespace pods {
 template <SegmentStorage Storage = FileStorage>
 class GroupCommitLog {
  public:
-  // Takes ownership of `log` and starts the writer thread.
-  explicit GroupCommitLog(SegmentedLog<Storage> log) : log_(std::move(log)) { start(); }
+  // Takes ownership of `log`.
+  explicit GroupCommitLog(SegmentedLog<Storage> log) : log_(std::move(log)) {}
 
-  // Opens (and recovers) a SegmentedLog on `storage` with `options` and starts the writer
-  // thread. Throws what SegmentedLog's constructor throws.
+  // Opens (and recovers) a SegmentedLog on `storage` with `options`. Throws what
+  // SegmentedLog's constructor throws.
   explicit GroupCommitLog(Storage storage, LogOptions options = {})
-      : log_(std::move(storage), options) {
-    start();
-  }
+      : log_(std::move(storage), options) {}
 
   GroupCommitLog(const GroupCommitLog&) = delete;
   GroupCommitLog& operator=(const GroupCommitLog&) = delete;
 
-  // Stops (see stop()) and joins the writer thread.
+  // Calls stop(): waits for every accepted append to be durable.
   ~GroupCommitLog() { stop(); }
 
   // Appends `payload` and blocks until it is durable; returns its index. `payload` is read by
-  // the writer thread while this call waits (not copied, not retained after return). Throws
-  // pods::ClosedError after stop(), std::invalid_argument for a payload over
-  // SegmentedLog::max_payload_bytes, std::system_error (the same one for the whole batch, and
-  // then for every later call) when the append or the sync failed.
+  // whichever caller leads its batch while this call waits (not copied, not retained after
+  // return). Throws pods::ClosedError after stop(), std::invalid_argument naming payload when
+  // it exceeds SegmentedLog::max_payload_bytes, std::system_error (the same one for the whole
+  // batch, and then for every later call) when the append or the sync failed.
   std::uint64_t append_durable(std::span<const std::byte> payload) {
     if (payload.size() > SegmentedLog<Storage>::max_payload_bytes) {
       throw std::invalid_argument("GroupCommitLog::append_durable: payload of " +
@@ -85,37 +84,31 @@ class GroupCommitLog {
     }
     Request request;
     request.payload = payload;
-    {
-      std::unique_lock lock(mutex_);
-      if (stopping_) throw ClosedError("GroupCommitLog: append_durable after stop()");
-      if (failure_) std::rethrow_exception(failure_);
-      queue_.push_back(&request);
-      if (writer_idle_) work_.notify_one();
-      done_.wait(lock, [&] { return request.done; });
-    }
+    std::unique_lock lock(mutex_);
+    if (stopping_) throw ClosedError("GroupCommitLog: append_durable after stop()");
+    if (failure_) std::rethrow_exception(failure_);
+    queue_.push_back(&request);
+    request.wake.wait(lock, [&] { return request.done || queue_.front() == &request; });
+    if (!request.done) lead(lock);  // at the head of the queue: commit a batch
     if (request.error) std::rethrow_exception(request.error);
     return request.index;
   }
 
-  // Runs `f(log)` on the SegmentedLog while the writer thread is paused between batches (for
-  // reads, entries(), remove_before, truncate_after) and returns what it returns. Entries
-  // returned by append_durable are visible. f must not call append_durable (deadlock).
+  // Runs `f(log)` on the SegmentedLog between batches (for reads, entries(), remove_before,
+  // truncate_after) and returns what it returns. Entries returned by append_durable are
+  // visible. f must not call append_durable (deadlock).
   template <class F>
   decltype(auto) with_log(F&& f) {
     std::lock_guard lock(log_mutex_);
     return std::forward<F>(f)(log_);
   }
 
-  // Refuses new appends (they throw ClosedError), appends and syncs every accepted one, and
-  // joins the writer thread. Idempotent; safe to call from several threads.
+  // Refuses new appends (they throw ClosedError) and waits until every accepted append has
+  // been appended and synced (or failed). Idempotent; safe to call from several threads.
   void stop() {
-    {
-      std::lock_guard lock(mutex_);
-      stopping_ = true;
-    }
-    work_.notify_one();
-    std::lock_guard join_lock(join_mutex_);
-    if (writer_.joinable()) writer_.join();
+    std::unique_lock lock(mutex_);
+    stopping_ = true;
+    drained_.wait(lock, [&] { return queue_.empty(); });
   }
 
   // Returns true once stop() has been called (appends are refused from then on).
@@ -130,16 +123,16 @@ class GroupCommitLog {
     return durable_index_;
   }
 
-  // Returns how many syncs the writer thread has done (one per batch).
+  // Returns how many syncs have been done (one per batch).
   std::uint64_t sync_count() const {
     std::lock_guard lock(mutex_);
     return syncs_;
   }
 
-  // Returns how many appends are queued and not yet taken by the writer (racy by design).
+  // Returns how many appends are queued and not yet taken into a batch (racy by design).
   std::size_t queued_approx() const {
     std::lock_guard lock(mutex_);
-    return queue_.size();
+    return queue_.size() - in_batch_;
   }
 
  private:
@@ -148,36 +141,28 @@ class GroupCommitLog {
     std::uint64_t index = 0;
     std::exception_ptr error;
     bool done = false;
+    std::condition_variable wake;  // signalled when done, or when it becomes the head
   };
 
-  void start() {
-    writer_ = std::thread([this] { run(); });
-  }
-
-  void run() {
-    std::vector<Request*> batch;
-    for (;;) {
-      {
-        std::unique_lock lock(mutex_);
-        writer_idle_ = true;
-        work_.wait(lock, [&] { return !queue_.empty() || stopping_; });
-        writer_idle_ = false;
-        if (queue_.empty()) return;  // stopping, and everything accepted is done
-        batch.swap(queue_);
-      }
-      std::exception_ptr error;
-      std::uint64_t last = 0;
+  // Commits every queued request as one batch; called by the caller at the head of the
+  // queue, with `lock` held (released during the appends and the sync).
+  void lead(std::unique_lock<std::mutex>& lock) {
+    const std::size_t n = queue_.size();
+    in_batch_ = n;
+    batch_.assign(queue_.begin(), queue_.end());  // the deque may grow while unlocked
+    std::exception_ptr error = failure_;          // a failure after this caller queued
+    std::uint64_t last = 0;
+    if (!error) {
+      lock.unlock();
       {
         std::lock_guard log_lock(log_mutex_);
-        for (Request* r : batch) {
+        for (std::size_t k = 0; k < n && !error; ++k) {
+          Request* r = batch_[k];
           try {
             r->index = log_.append(r->payload);
             last = r->index;
-          } catch (const std::invalid_argument&) {
-            r->error = std::current_exception();  // this caller's bad payload; others go on
           } catch (...) {
             error = std::current_exception();
-            break;
           }
         }
         if (!error) {
@@ -188,37 +173,40 @@ class GroupCommitLog {
           }
         }
       }
-      {
-        std::lock_guard lock(mutex_);
-        if (error) {
-          failure_ = error;
-        } else {
-          ++syncs_;
-          if (last > durable_index_) durable_index_ = last;
-        }
-        for (Request* r : batch) {
-          if (error) r->error = error;
-          r->done = true;
-        }
-      }
-      done_.notify_all();
-      batch.clear();
+      lock.lock();
+    }
+    if (error) {
+      failure_ = error;
+    } else {
+      ++syncs_;
+      if (last > durable_index_) durable_index_ = last;
+    }
+    for (std::size_t k = 0; k < n; ++k) {
+      Request* r = queue_.front();
+      queue_.pop_front();
+      if (error) r->error = error;
+      r->done = true;
+      r->wake.notify_one();  // the leader's own notify is harmless
+    }
+    in_batch_ = 0;
+    if (!queue_.empty()) {
+      queue_.front()->wake.notify_one();  // the next head leads the next batch
+    } else {
+      drained_.notify_all();
     }
   }
 
   SegmentedLog<Storage> log_;
-  std::mutex log_mutex_;          // held by the writer for a whole batch, and by with_log
-  mutable std::mutex mutex_;      // guards everything below
-  std::condition_variable work_;  // the writer waits for requests
-  std::condition_variable done_;  // callers wait for their batch
-  std::vector<Request*> queue_;
+  std::mutex log_mutex_;             // held by a leader for its batch, and by with_log
+  mutable std::mutex mutex_;         // guards everything below (the queue and the counters)
+  std::condition_variable drained_;  // stop() waits for an empty queue
+  std::deque<Request*> queue_;
+  std::vector<Request*> batch_;  // the leader's copy of its batch
+  std::size_t in_batch_ = 0;     // the first in_batch_ requests are being committed
   std::exception_ptr failure_;
   std::uint64_t durable_index_ = 0;
   std::uint64_t syncs_ = 0;
   bool stopping_ = false;
-  bool writer_idle_ = false;
-  std::mutex join_mutex_;
-  std::thread writer_;
 };
 
 }  // namespace pods

@@ -30,15 +30,17 @@
 // Errors:        options.segment_bytes == 0, read(0) or entries(0), a payload over
 //                max_payload_bytes and truncate_after below first_index() - 1 throw
 //                std::invalid_argument naming the argument; an append past max_index throws
-//                std::length_error. Bad bytes before the tail (on open
-//                or on read) throw pods::CorruptionError naming the segment file and the byte
-//                offset of the record. Storage I/O failures throw std::system_error; after one,
+//                std::length_error. Bad bytes before the tail (on open or on read) throw
+//                pods::CorruptionError naming the segment file and the byte offset of the
+//                record. Storage I/O failures throw std::system_error; after one,
 //                appends and syncs throw pods::Error until the log is reopened.
 // Cost:          append: one CRC32C pass over the payload and two storage appends (FileStorage:
 //                memcpys into its buffer); no allocation except one small vector slot per 64
-//                entries. read(i): one storage read of up to 16 KiB from the nearest of every
-//                64th entry's offset. Open: reads every segment once in 1 MiB chunks. Memory:
-//                8 bytes per 64 entries.
+//                entries. Rolling (once per segment_bytes): a sync of the full segment, then
+//                the next segment's creation (file and directory fsync) and header sync.
+//                read(i): one storage read of up to 16 KiB from the nearest of every 64th
+//                entry's offset. Open: reads every segment once in 1 MiB chunks. Memory: 8
+//                bytes per 64 entries.
 // Example:
 //   pods::SegmentedLog log(pods::FileStorage("/var/lib/app/log"));
 //   std::uint64_t i = log.append(std::as_bytes(std::span(std::string_view("put x 1"))));
@@ -215,8 +217,8 @@ class SegmentedLog {
 
   SegmentedLog(const SegmentedLog&) = delete;
   SegmentedLog& operator=(const SegmentedLog&) = delete;
-  SegmentedLog(SegmentedLog&&) noexcept = default;
-  SegmentedLog& operator=(SegmentedLog&&) noexcept = default;
+  SegmentedLog(SegmentedLog&&) = default;
+  SegmentedLog& operator=(SegmentedLog&&) = default;
 
   // Appends one entry holding a copy of `payload` and returns its index (last_index() + 1).
   // Rolls to a new segment first (syncing the current one) when the record would take the
