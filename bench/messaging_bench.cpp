@@ -4,7 +4,9 @@
 // Every queue scenario hands 8-byte requests (producer id << 32 | sequence) to one worker
 // thread whose handler adds them to a sum and checks each producer's sequence; a broken
 // order fails the scenario with SkipWithError.
+#include <pods/messaging/idempotent_receiver.hpp>
 #include <pods/messaging/request_batch.hpp>
+#include <pods/messaging/request_pipeline.hpp>
 #include <pods/messaging/request_waiting_list.hpp>
 #include <pods/messaging/singular_update_queue.hpp>
 #include <pods/policy/clock.hpp>
@@ -425,6 +427,33 @@ void batch_add_take(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * 64);
 }
 
+// RequestPipeline: admit a request, take it for the channel, receive its response.
+void pipeline_send_receive(benchmark::State& state) {
+  pods::RequestPipeline<std::uint64_t, std::uint64_t> pipeline(64, 1s);
+  std::uint64_t sum = 0;
+  for (auto _ : state) {
+    auto id = pipeline.try_send(1, [&sum](pods::Outcome<std::uint64_t> r) { sum += *r; });
+    for (auto& [cid, request] : pipeline.take_outgoing())
+      pipeline.receive(cid, request + cid);
+    benchmark::DoNotOptimize(id);
+  }
+  benchmark::DoNotOptimize(sum);
+  state.SetItemsProcessed(state.iterations());
+}
+
+// IdempotentReceiver: execute a new request (acknowledging the previous one), then retry it.
+void idempotent_execute_and_retry(benchmark::State& state) {
+  pods::IdempotentReceiver<std::uint64_t, std::uint64_t, std::uint64_t> receiver(60s, 64);
+  receiver.register_client(1);
+  std::uint64_t seq = 0;
+  for (auto _ : state) {
+    ++seq;
+    benchmark::DoNotOptimize(receiver.execute(1, seq, seq, [seq] { return seq; }));
+    benchmark::DoNotOptimize(receiver.execute(1, seq, seq, [seq] { return seq + 1; }));
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 const bool registered = [] {
   auto throughput = [](const char* name, void (*fn)(benchmark::State&)) {
     benchmark::RegisterBenchmark(name, fn)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.2);
@@ -459,6 +488,8 @@ const bool registered = [] {
   benchmark::RegisterBenchmark("waiting_list/add_complete", waiting_list_add_complete);
   benchmark::RegisterBenchmark("waiting_list/expire_1000", waiting_list_expire);
   benchmark::RegisterBenchmark("batch/add64_take", batch_add_take);
+  benchmark::RegisterBenchmark("pipeline/send_receive", pipeline_send_receive);
+  benchmark::RegisterBenchmark("idempotent/execute_and_retry", idempotent_execute_and_retry);
 
   using pods::bench::compare;
   for (const char* p : {"1", "2"}) {

@@ -36,7 +36,10 @@
 //                with acquire before reusing a segment, so it never overwrites a live slot.
 //                A segment's `next` link is stored (release) before any item in the next
 //                segment is published, so the consumer, which follows the link only when
-//                an item beyond the segment is visible, always sees it. Parking is a
+//                an item beyond the segment is visible, always sees it. The consumer never
+//                reports a segment finished before it has read that segment's link (at the
+//                end of a segment it reports one item less), so the producer cannot reuse
+//                and relink a segment whose link the consumer has still to follow. Parking is a
 //                Dekker handshake on seq_cst operations: the consumer stores parked = 1,
 //                then re-reads every tail, the registry version and the closed flag; a
 //                producer CASes its tail, then reads parked. In the single total order of
@@ -220,7 +223,10 @@ class ProducerRing final : public RingControl {
       ++cidx_;
       ++chead_;
     }
-    if (n != 0) head_.store(chead_, std::memory_order_release);
+    // Stopped exactly at the end of a segment: the link to the next one is not read yet, so
+    // report one item less; otherwise the producer could lap us, reuse this segment and
+    // relink it before we follow its link.
+    if (n != 0) head_.store(cidx_ == cseg_->size ? chead_ - 1 : chead_, std::memory_order_release);
     return n;
   }
 
