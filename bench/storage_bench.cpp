@@ -345,7 +345,8 @@ void group_commit_pods(benchmark::State& state) {
   for (auto _ : state)
     benchmark::DoNotOptimize(group_log->append_durable(payload));
   if (state.thread_index() == 0) {
-    state.counters["syncs"] = static_cast<double>(group_log->sync_count());
+    state.counters["entries_per_sync"] = static_cast<double>(group_log->durable_index()) /
+                                         static_cast<double>(group_log->sync_count());
     group_log.reset();
     group_dir.reset();
   }
@@ -472,7 +473,7 @@ BENCHMARK(recovery_raw)
   compare("unsynced append 100 B vs RocksDB Put sync=false",
           "storage/append_unsynced/pods/100/iterations:1000000/real_time",
           "storage/append_unsynced/rocksdb/100/iterations:200000/real_time", ">= 20x");
-  compare("unsynced append 100 B, rolling 64 MiB segments, vs raw write()",
+  compare("unsynced append 100 B, 64 MiB rolls, vs raw write()",
           "storage/append_unsynced_rolling_64MiB/pods/100/iterations:1000000/real_time",
           "storage/append_unsynced/raw_write/100/iterations:1000000/real_time", "");
   compare("unsynced append 1 KiB vs RocksDB Put sync=false",
