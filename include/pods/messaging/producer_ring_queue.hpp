@@ -7,13 +7,14 @@
 // Solution:      Each producer thread gets its own single-producer ring for each queue it
 //                pushes to (found through a thread-local cache keyed by the queue's unique
 //                id). A push writes the item into the producer's ring and publishes it with
-//                one uncontended compare-and-swap on the ring's own tail word; no other
-//                producer touches that word. The consumer keeps a list of the rings and
+//                one release store of the ring's own tail word; no other producer touches
+//                that word. The consumer keeps a list of the rings and
 //                drains every ring it finds non-empty, as many items as each holds. When
 //                all are empty it spins briefly (a pause instruction per turn, a few tens of
 //                microseconds in all), then parks on a futex-backed std::atomic wait; a
 //                producer issues a notify only when it sees the consumer's parked flag set,
-//                so the push path has no system call while the consumer is awake.
+//                so the push path has no system call while the consumer is awake, and no
+//                locked instruction at all (see the memory-ordering contract).
 //                A ring is a circle of segments: when the producer reaches the end of a
 //                segment it reuses the next one if the consumer has finished it, or
 //                inserts a new one twice as large (up to 4096 items), so a warm ring never
@@ -27,27 +28,36 @@
 //                before x (they are in different rings). Fairness between producers beyond
 //                "every non-empty ring is drained on every pass".
 // Memory-ordering contract:
-//                A ring's tail word counts the items published (bit 63: sealed by close()).
-//                The producer constructs the item in its slot, then publishes it by a
-//                seq_cst CAS of tail from n to n+1; the consumer loads tail with acquire (or
-//                seq_cst when deciding to park) and reads slots below it, so a slot's
-//                contents happen-before its consumption. The consumer stores its head count
-//                with release after destroying the items below it; the producer loads head
-//                with acquire before reusing a segment, so it never overwrites a live slot.
-//                A segment's `next` link is stored (release) before any item in the next
-//                segment is published, so the consumer, which follows the link only when
-//                an item beyond the segment is visible, always sees it. The consumer never
-//                reports a segment finished before it has read that segment's link (at the
-//                end of a segment it reports one item less), so the producer cannot reuse
-//                and relink a segment whose link the consumer has still to follow. Parking is a
-//                Dekker handshake on seq_cst operations: the consumer stores parked = 1,
-//                then re-reads every tail, the registry version and the closed flag; a
-//                producer CASes its tail, then reads parked. In the single total order of
-//                seq_cst operations one of the two sees the other, so a push is never left
-//                behind a parked consumer. close() seals every ring's tail with a fetch_or
-//                under the registry lock: a producer whose CAS fails on the sealed bit was
-//                refused (it keeps its item); every CAS that succeeded precedes the seal,
-//                so the consumer's final drain sees it.
+//                A ring's tail word counts the items published; only its producer writes
+//                it. The producer constructs the item in its slot, then stores tail = n + 1
+//                with release; the consumer loads tail with acquire and reads the slots
+//                below it, so a slot's contents happen-before its consumption. The consumer
+//                stores its head count with release after destroying the items below it;
+//                the producer loads head with acquire before reusing a segment, so it never
+//                overwrites a live slot. A segment's `next` link is stored (release) before
+//                any item in the next segment is published, so the consumer, which follows
+//                the link only when an item beyond the segment is visible, always sees it.
+//                The consumer never reports a segment finished before it has read that
+//                segment's link (at the end of a segment it reports one item less), so the
+//                producer cannot reuse and relink a segment whose link the consumer has
+//                still to follow.
+//                Parking and closing are Dekker handshakes with asymmetric fences: the
+//                producer's side is a compiler barrier, the rare side (a consumer about to
+//                park, close()) a membarrier(PRIVATE_EXPEDITED) system call, which executes
+//                a full barrier on every CPU running one of our threads (on other systems
+//                both sides use seq_cst fences). Parking: the consumer stores parked = 1,
+//                runs the heavy fence, then re-reads every tail, the registry version and
+//                the closed state; a producer stores its tail, runs the light fence, then
+//                reads parked. Wherever the barrier lands in the producer's instruction
+//                stream, either its tail store precedes it (the consumer sees the item) or
+//                its read of parked follows it (the producer sees parked = 1 and wakes the
+//                consumer). Closing: a producer raises its ring's `pushing` flag, runs the
+//                light fence, reads the closed flag, publishes, and lowers the flag; close()
+//                sets the closed flag, runs the heavy fence and waits until no ring's
+//                pushing flag is up. A push that read "open" then has its flag visible to
+//                close(), which waits for its publication; every other push reads
+//                "closed" and is refused with its item untouched. Only then does the
+//                consumer make its final pass.
 // Thread safety: push and close from any thread; consume from one thread at a time.
 // Lifetimes:     A producer thread that exits marks its rings abandoned; the consumer drops an
 //                abandoned ring once it is empty. A queue destroyed while its producer
@@ -56,9 +66,11 @@
 // Errors:        push returns Errc::full (bounded, not blocking) or Errc::closed, leaving
 //                the item untouched. Allocation failure (a new ring or segment) throws
 //                std::bad_alloc.
-// Cost:          push: one thread-local lookup, the item's move, one uncontended CAS, one
-//                load of the parked flag; bounded queues add one CAS on a shared counter.
-//                consume: one acquire load per ring per pass, one release store per batch.
+// Cost:          push: one thread-local lookup, the item's move, three plain stores to the
+//                producer's own cache line, two loads of read-mostly flags; no locked
+//                instruction. Bounded queues add one CAS on a shared counter. consume: one
+//                acquire load per ring per pass, one release store per batch; parking and
+//                close() cost one membarrier system call each.
 // Example:
 //   pods::ProducerRingQueue<int> q(0);              // what SingularUpdateQueue uses by default
 //   int v = 1;
@@ -82,6 +94,14 @@
 #include <utility>
 #include <vector>
 
+// Define PODS_NO_MEMBARRIER to use seq_cst fences on both sides instead.
+#if defined(__linux__) && __has_include(<linux/membarrier.h>) && !defined(PODS_NO_MEMBARRIER)
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define PODS_HAVE_MEMBARRIER 1
+#endif
+
 namespace pods {
 
 namespace detail {
@@ -93,6 +113,43 @@ inline void cpu_relax() noexcept {
   __builtin_ia32_pause();
 #elif defined(__aarch64__)
   asm volatile("yield" ::: "memory");
+#endif
+}
+
+// Asymmetric fences. The producers' hot path needs a store-load fence only to pair with the
+// rare moments the consumer parks or the queue closes, so the cost is moved to that side:
+// on Linux the rare side calls membarrier(PRIVATE_EXPEDITED), which runs a full memory
+// barrier on every CPU running a thread of this process, and the hot side needs only a
+// compiler barrier. Where membarrier is unavailable both sides use a seq_cst fence.
+inline bool asymmetric_fences() noexcept {
+  static const bool available = [] {
+#if defined(__linux__) && defined(PODS_HAVE_MEMBARRIER)
+    const long supported = ::syscall(__NR_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    if (supported < 0 || (supported & MEMBARRIER_CMD_PRIVATE_EXPEDITED) == 0) return false;
+    return ::syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+#else
+    return false;
+#endif
+  }();
+  return available;
+}
+
+// The hot side's store-load fence (pairs with heavy_fence()).
+inline void light_fence() noexcept {
+  if (asymmetric_fences()) {
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+  } else {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+  }
+}
+
+// The rare side's fence: after it returns, every other thread's stores that precede its
+// next light_fence() are visible, or its loads after that light_fence() see our earlier
+// stores.
+inline void heavy_fence() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+#if defined(__linux__) && defined(PODS_HAVE_MEMBARRIER)
+  if (asymmetric_fences()) ::syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
 #endif
 }
 
@@ -164,7 +221,6 @@ inline thread_local ThreadRings thread_rings;
 template <class T>
 class ProducerRing final : public RingControl {
  public:
-  static constexpr std::uint64_t kSealed = std::uint64_t{1} << 63;
   static constexpr std::size_t kFirstSegment = 64;
   static constexpr std::size_t kMaxSegment = 4096;
 
@@ -176,30 +232,28 @@ class ProducerRing final : public RingControl {
   }
   ~ProducerRing() override { release_storage(); }
 
-  // Producer: publishes `item` (moving from it) unless the ring is sealed; returns false and
-  // leaves `item` as it was when sealed. May allocate a segment.
-  bool push(T&& item) {
+  // Producer: publishes `item` (moving from it) unless `closed` is set; returns false and
+  // leaves `item` as it was when closed. May allocate a segment (std::bad_alloc).
+  bool push(T&& item, const std::atomic<bool>& closed) {
+    // `pushing_` tells close() a push may be between its check of `closed` and its
+    // publication; close() waits for it to drop before the consumer's final drain.
+    pushing_.store(true, std::memory_order_relaxed);
+    light_fence();
+    struct Done {
+      std::atomic<bool>& flag;
+      ~Done() { flag.store(false, std::memory_order_release); }
+    } done{pushing_};
+    if (closed.load(std::memory_order_relaxed)) return false;
     if (pidx_ == pseg_->size) next_segment();
-    T* slot = pseg_->slot(pidx_);
-    std::construct_at(slot, std::move(item));
-    std::uint64_t expected = ptail_;
-    if (!tail_.compare_exchange_strong(expected, ptail_ + 1, std::memory_order_seq_cst,
-                                       std::memory_order_relaxed)) {
-      // Sealed by close(): take the item back; nothing was published.
-      std::destroy_at(&item);
-      std::construct_at(&item, std::move(*slot));
-      std::destroy_at(slot);
-      return false;
-    }
+    std::construct_at(pseg_->slot(pidx_), std::move(item));
+    tail_.store(ptail_ + 1, std::memory_order_release);
     ++ptail_;
     ++pidx_;
     return true;
   }
 
   // Consumer: returns the published count (seq_cst when deciding whether to park).
-  std::uint64_t published(std::memory_order order) const noexcept {
-    return tail_.load(order) & ~kSealed;
-  }
+  std::uint64_t published(std::memory_order order) const noexcept { return tail_.load(order); }
   // Consumer: returns true when every published item has been consumed.
   bool empty(std::memory_order order) const noexcept { return published(order) == chead_; }
 
@@ -230,13 +284,14 @@ class ProducerRing final : public RingControl {
     return n;
   }
 
-  // Closer: refuses every later push.
-  void seal() noexcept { tail_.fetch_or(kSealed, std::memory_order_seq_cst); }
+  // Closer: returns true while a push may be between its check of `closed` and its
+  // publication.
+  bool pushing() const noexcept { return pushing_.load(std::memory_order_acquire); }
 
   void release_storage() noexcept override {
     if (cseg_ == nullptr) return;
     // Destroy items published but never consumed (only when the consumer never ran).
-    std::uint64_t tail = tail_.load(std::memory_order_acquire) & ~kSealed;
+    std::uint64_t tail = tail_.load(std::memory_order_acquire);
     while (chead_ != tail) {
       if (cidx_ == cseg_->size) {
         cseg_ = cseg_->next.load(std::memory_order_acquire);
@@ -290,6 +345,7 @@ class ProducerRing final : public RingControl {
 
   // Producer's line: the published count and the producer's private cursor.
   alignas(64) std::atomic<std::uint64_t> tail_{0};
+  std::atomic<bool> pushing_{false};
   Segment* pseg_ = nullptr;
   std::size_t pidx_ = 0;
   std::uint64_t ptail_ = 0;
@@ -312,9 +368,14 @@ class ProducerRingQueue {
   static constexpr std::chrono::nanoseconds spin_time = std::chrono::microseconds(50);
   // The consumer's longest back-off between two polls while spinning: 2^kBackoffShift pauses.
   static constexpr unsigned kBackoffShift = 5;
+  // A batch smaller than kSmallBatch makes the next consume() wait kSmallBatchPauses pauses.
+  static constexpr std::size_t kSmallBatch = 32;
+  static constexpr unsigned kSmallBatchPauses = 8;
 
   // Creates an empty queue; `capacity` 0 means unbounded. Allocates nothing yet.
-  explicit ProducerRingQueue(std::size_t capacity = 0) : capacity_(capacity) {}
+  explicit ProducerRingQueue(std::size_t capacity = 0) : capacity_(capacity) {
+    (void)detail::asymmetric_fences();  // decide (and register) before any thread uses it
+  }
   ProducerRingQueue(const ProducerRingQueue&) = delete;
   ProducerRingQueue& operator=(const ProducerRingQueue&) = delete;
 
@@ -337,11 +398,12 @@ class ProducerRingQueue {
     if (capacity_ != 0) {
       if (Outcome<void> room = reserve(block); !room) return room;
     }
-    if (!ring->push(std::move(item))) {
+    if (!ring->push(std::move(item), closed_flag_)) {
       if (capacity_ != 0) release(1);
       return Errc::closed;
     }
-    if (parked_.load(std::memory_order_seq_cst) != 0) wake();
+    detail::light_fence();
+    if (parked_.load(std::memory_order_relaxed) != 0) wake();
     return {};
   }
 
@@ -351,6 +413,14 @@ class ProducerRingQueue {
   template <class F>
   bool consume(F&& f) {
     auto spin_start = std::chrono::steady_clock::time_point{};
+    // After a small batch, give the producers a moment before polling again: each poll
+    // takes the tail's cache line (and the line of the slot being written) away from the
+    // producer, so a consumer that polls as fast as it can makes every push a cache miss.
+    // A few pauses let a batch build up; a lone request waits a few hundred ns at most.
+    if (last_batch_ < kSmallBatch) {
+      for (unsigned i = 0; i < kSmallBatchPauses; ++i)
+        detail::cpu_relax();
+    }
     for (unsigned turn = 0;; ++turn) {
       if (version_.load(std::memory_order_acquire) != seen_version_) refresh();
       std::size_t n = 0;
@@ -366,10 +436,11 @@ class ProducerRingQueue {
       }
       if (n != 0) {
         if (capacity_ != 0) release(n);
+        last_batch_ = n;
         return true;
       }
       if (sealed_.load(std::memory_order_acquire)) {
-        // close() sealed every ring before setting the flag: one more pass over a fresh
+        // close() saw every ring quiet before setting the flag: one more pass over a fresh
         // list sees each ring's final count.
         refresh();
         for (Ring* ring : snapshot_)
@@ -394,12 +465,25 @@ class ProducerRingQueue {
 
   // Refuses every later push, wakes the consumer and blocked producers. Idempotent.
   void close() {
+    std::vector<std::shared_ptr<Ring>> rings;
     {
       std::lock_guard lock(registry_mutex_);
       if (closed_) return;
       closed_ = true;
-      for (auto& ring : rings_)
-        ring->seal();
+      closed_flag_.store(true, std::memory_order_seq_cst);
+      rings = rings_;
+    }
+    // After the heavy fence every push either sees closed_flag_ or has raised its ring's
+    // pushing flag where we see it; wait for those to publish (a push never blocks there).
+    detail::heavy_fence();
+    for (const auto& ring : rings) {
+      for (unsigned spins = 0; ring->pushing(); ++spins) {
+        if (spins < 64) {
+          detail::cpu_relax();
+        } else {
+          std::this_thread::yield();
+        }
+      }
     }
     sealed_.store(true, std::memory_order_seq_cst);
     wake();
@@ -453,10 +537,11 @@ class ProducerRingQueue {
   // Consumer: parks until a producer or close() wakes it, unless work arrived meanwhile.
   void park() {
     parked_.store(1, std::memory_order_seq_cst);
+    detail::heavy_fence();
     bool work = sealed_.load(std::memory_order_seq_cst) ||
                 version_.load(std::memory_order_seq_cst) != seen_version_;
     for (std::size_t i = 0; !work && i < snapshot_.size(); ++i)
-      work = !snapshot_[i]->empty(std::memory_order_seq_cst);
+      work = !snapshot_[i]->empty(std::memory_order_acquire);
     if (!work) parked_.wait(1, std::memory_order_seq_cst);
     parked_.store(0, std::memory_order_relaxed);
   }
@@ -475,12 +560,12 @@ class ProducerRingQueue {
                                            std::memory_order_relaxed))
           return {};
       }
-      if (sealed_.load(std::memory_order_seq_cst)) return Errc::closed;
+      if (closed_flag_.load(std::memory_order_seq_cst)) return Errc::closed;
       if (!block) return Errc::full;
       waiters_.fetch_add(1, std::memory_order_seq_cst);
       const std::uint32_t epoch = space_epoch_.load(std::memory_order_seq_cst);
       if (pending_.load(std::memory_order_seq_cst) >= capacity_ &&
-          !sealed_.load(std::memory_order_seq_cst))
+          !closed_flag_.load(std::memory_order_seq_cst))
         space_epoch_.wait(epoch, std::memory_order_seq_cst);
       waiters_.fetch_sub(1, std::memory_order_seq_cst);
     }
@@ -501,13 +586,15 @@ class ProducerRingQueue {
   // Registry: every ring of this queue, guarded by registry_mutex_.
   std::mutex registry_mutex_;
   std::vector<std::shared_ptr<Ring>> rings_;
-  bool closed_ = false;
+  bool closed_ = false;                   // guarded by registry_mutex_
+  std::atomic<bool> closed_flag_{false};  // closed_, for the producers' lock-free check
   alignas(64) std::atomic<std::uint32_t> version_{0};  // bumped on every registry change
-  std::atomic<bool> sealed_{false};                    // close() has sealed every ring
+  std::atomic<bool> sealed_{false};  // closed, and every push in progress has published
 
   // Consumer-private.
   alignas(64) std::vector<Ring*> snapshot_;
   std::uint32_t seen_version_ = 0;
+  std::size_t last_batch_ = 0;  // items the last successful pass consumed
 
   alignas(64) std::atomic<std::uint32_t> parked_{0};  // the consumer is parked (or about to)
 

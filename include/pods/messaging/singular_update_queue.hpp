@@ -17,7 +17,7 @@
 //                gets Errc::failed) and nothing else; the worker goes on. With a capacity,
 //                at most `capacity` accepted requests wait (blocking submit, refusing
 //                try_submit). The callback form allocates nothing per request once warm when
-//                `done` fits 32 bytes (a lambda capturing up to four pointers).
+//                `done` fits 24 bytes (a lambda capturing up to three pointers).
 // Not provided:  An order between requests of different producers beyond "some total order"
 //                (the default queue does not order a request after one submitted earlier on
 //                another thread; use one producer, or MutexQueue, when that matters).
@@ -66,13 +66,13 @@ namespace pods {
 
 namespace detail {
 
-// The completion of one request: a type-erased, move-only callable stored in place (32
+// The completion of one request: a type-erased, move-only callable stored in place (24
 // bytes) that either receives the response or an error. It adapts both the callback form
 // (done(Outcome<Response>)) and the future form (a std::promise).
 template <class Response>
 class Completion {
  public:
-  static constexpr std::size_t inline_size = 32;
+  static constexpr std::size_t inline_size = 24;
 
   Completion() noexcept = default;
 
@@ -121,7 +121,7 @@ class Completion {
   template <class Fn>
   static constexpr bool fits_inline =
       sizeof(Fn) <= inline_size &&
-      alignof(Fn) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<Fn>;
+      alignof(Fn) <= alignof(void*) && std::is_nothrow_move_constructible_v<Fn>;
 
   template <class Fn>
   static constexpr bool trivial = std::is_trivially_copyable_v<Fn>;
@@ -185,7 +185,7 @@ class Completion {
   };
 
   const Ops* ops_ = nullptr;
-  alignas(std::max_align_t) unsigned char buffer_[inline_size]{};
+  alignas(void*) unsigned char buffer_[inline_size]{};  // pointer-aligned: keeps items small
 };
 
 // Adapts a user callback `done(Outcome<Response>)` to Completion's value/error interface.
@@ -271,7 +271,7 @@ class SingularUpdateQueue {
 
   // Queues `request`; the worker calls done(Outcome<Response>) after the handler returns
   // (Errc::failed when it threw). Blocks while a bounded queue is full. Retains `done` until
-  // then. Allocates nothing once the producer's ring is warm when `done` fits 32 bytes and
+  // then. Allocates nothing once the producer's ring is warm when `done` fits 24 bytes and
   // is nothrow-movable (else one allocation). After stop() calls done(Errc::closed) at once
   // on the calling thread. `done` must not throw.
   template <class Done>
