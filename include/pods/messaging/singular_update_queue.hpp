@@ -33,9 +33,10 @@
 //                throwing `done` callback terminates the program (it runs on the worker).
 //                Allocation failure throws std::bad_alloc from submit.
 // Cost:          callback submit: one move of the request and `done` into the producer's ring
-//                and one uncontended CAS; no system call while the worker is awake. Future
-//                submit adds the shared state (one allocation). The worker pays one handler
-//                call and one indirect call (`done`) per request.
+//                and a release store of its tail (no lock, no locked instruction); no system
+//                call while the worker is awake. Future submit adds the shared state (one
+//                allocation). The worker pays one handler call and one indirect call
+//                (`done`) per request.
 // Example:
 //   auto queue = pods::make_singular_update_queue<int>([sum = 0](int x) mutable {
 //     return sum += x;                                // runs on the worker, no lock needed
