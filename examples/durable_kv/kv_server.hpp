@@ -98,7 +98,6 @@ class Server {
   // Opens the data held by the two storages and recovers: the latest snapshot, then the log.
   Server(Storage log_storage, Storage snapshot_storage, ServerOptions options = {})
       : options_(options),
-        log_storage_(log_storage),
         wal_(std::move(log_storage), pods::LogOptions{options.segment_bytes}),
         snapshots_(std::move(snapshot_storage), pods::LogOptions{1 << 20}),
         receiver_(options.session_timeout, 16),
@@ -365,8 +364,7 @@ class Server {
     }
     // The recovered tail may be only in the page cache (the process died, the machine did
     // not): make it durable before any of it is served as acknowledged.
-    if (wal_.last_index() >= wal_.first_index())
-      log_storage_.sync(wal_.log().segments().back().first_index);
+    wal_.sync();
     durable_index_ = wal_.last_index();
     for (const auto& [client, last] : last_put_) {
       clients_.insert(client);
@@ -393,7 +391,6 @@ class Server {
   }
 
   ServerOptions options_;
-  Storage log_storage_;
   pods::WriteAheadLog<LogRecord, LogRecordCodec, Storage> wal_;
   pods::SegmentedLog<Storage> snapshots_;
   pods::HybridClock<pods::SystemClock, pods::SingleThreaded> clock_;
