@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
-demo=causality
+demo=durable_kv
 cmake --preset release >/dev/null
 cmake --build --preset release --target "$demo"
-exec "./build/release/examples/$demo" "$@"
+exec "./build/release/examples/$demo/$demo" "$@"
