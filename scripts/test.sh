@@ -27,17 +27,26 @@ check_format() {
 
 run_fuzzers() {
   cmake --preset fuzz >/dev/null && cmake --build --preset fuzz || return 1
-  local ok=0 corpus
+  local ok=0 corpus out rc
+  out=$(mktemp)
   for fuzzer in build/fuzz/tests/fuzz/*_fuzz; do
     [[ -x $fuzzer ]] || continue
     name=$(basename "$fuzzer")
     corpus=$(mktemp -d)
     cp -r "tests/fuzz/corpus/${name%_fuzz}/." "$corpus/" 2>/dev/null || true
     echo "-- $name for ${PODS_FUZZ_SECONDS:-60} s"
-    if ! "$fuzzer" -max_total_time="${PODS_FUZZ_SECONDS:-60}" -print_final_stats=1 "$corpus" 2>&1 | tail -5; then ok=1; fi
-    [[ ${PIPESTATUS[0]} -eq 0 ]] || ok=1
+    "$fuzzer" -max_total_time="${PODS_FUZZ_SECONDS:-60}" -print_final_stats=1 "$corpus" >"$out" 2>&1
+    rc=$?
+    if [[ $rc -eq 0 ]]; then
+      grep -E "number_of_executed_units|new_units_added" "$out"
+    else
+      echo "FAILED: $name exited with $rc"
+      grep -A40 -E "ERROR|runtime error|deadly signal" "$out" | head -60
+      ok=1
+    fi
     rm -rf "$corpus"
   done
+  rm -f "$out"
   return $ok
 }
 
