@@ -53,7 +53,7 @@ namespace kv {
 
 struct ServerOptions {
   std::size_t segment_bytes = 1 << 20;        // write-ahead log segment size
-  std::uint64_t snapshot_every = 50'000;      // log entries between snapshots
+  std::uint64_t snapshot_every = 20'000;      // log entries between snapshots
   std::size_t max_batch = 1024;               // writes per fsync at most
   std::chrono::seconds session_timeout{600};  // idempotent receiver: forget idle clients
 };
@@ -323,6 +323,7 @@ class Server {
     stats_.peak_log_bytes = std::max(stats_.peak_log_bytes, log_bytes());
     low_water_mark_.snapshot_taken(snapshot_index_);
     stats_.segments_removed += low_water_mark_.clean(wal_.log());
+    stats_.cleaned_log_bytes = log_bytes();
   }
 
   void load_snapshot(std::span<const std::byte> bytes) {

@@ -290,6 +290,29 @@ class SocketConnection {
 };
 static_assert(kv::Connection<SocketConnection>);
 
+// Asks the running server for the statistics of its life (nullopt if it does not answer).
+std::optional<kv::ServerStats> life_stats(ServerHandle& server) {
+  SocketConnection conn(server);
+  kv::Request r;
+  r.op = kv::Op::stats;
+  if (auto response = conn.call(r)) return response->stats;
+  return std::nullopt;
+}
+
+// What the server did over all its lives.
+struct Totals {
+  std::uint64_t puts = 0, fsyncs = 0, snapshots = 0, segments_removed = 0;
+  std::uint64_t peak_log_bytes = 0, cleaned_log_bytes = 0;
+  void add(const kv::ServerStats& s) {
+    puts += s.puts;
+    fsyncs += s.fsyncs;
+    snapshots += s.snapshots;
+    segments_removed += s.segments_removed;
+    peak_log_bytes = std::max(peak_log_bytes, s.peak_log_bytes);
+    if (s.snapshots > 0) cleaned_log_bytes = s.cleaned_log_bytes;
+  }
+};
+
 [[noreturn]] void usage(const std::string& error) {
   std::fprintf(stderr,
                "durable_kv: %s\n"
@@ -381,9 +404,11 @@ int main(int argc, char** argv) {
   std::uniform_real_distribution<double> interval(0.5 * o.crash_interval_s,
                                                   1.5 * o.crash_interval_s);
   int crashes = 0;
+  Totals totals;
   for (double next = interval(rng); next < o.duration_s; next += interval(rng)) {
     std::this_thread::sleep_until(begin +
                                   std::chrono::duration<double>(next));  // schedule, not sync
+    if (auto s = life_stats(server)) totals.add(*s);
     server.kill();
     ++crashes;
     auto [ms, entries] = server.start();
@@ -400,15 +425,9 @@ int main(int argc, char** argv) {
     t.join();
   const double elapsed = seconds_since(begin);
 
-  // Statistics of the last life, then one more crash and recovery before verifying, so the
+  // The last life's statistics, then one more crash and recovery before verifying, so the
   // verdict is about what survives on disk.
-  kv::ServerStats stats;
-  {
-    SocketConnection conn(server);
-    kv::Request r;
-    r.op = kv::Op::stats;
-    if (auto response = conn.call(r)) stats = response->stats;
-  }
+  if (auto s = life_stats(server)) totals.add(*s);
   server.kill();
   ++crashes;
   auto [final_ms, final_entries] = server.start();
@@ -456,15 +475,17 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(deliberate),
               static_cast<unsigned long long>(crash_retries));
   std::printf(
-      "  last life           %llu puts, %llu fsyncs (%.1f puts per fsync), %llu snapshots\n",
-      static_cast<unsigned long long>(stats.puts), static_cast<unsigned long long>(stats.fsyncs),
-      stats.fsyncs ? static_cast<double>(stats.puts) / static_cast<double>(stats.fsyncs) : 0.0,
-      static_cast<unsigned long long>(stats.snapshots));
+      "  group commit        %llu puts, %llu fsyncs (%.1f puts per fsync), %llu snapshots\n",
+      static_cast<unsigned long long>(totals.puts), static_cast<unsigned long long>(totals.fsyncs),
+      totals.fsyncs ? static_cast<double>(totals.puts) / static_cast<double>(totals.fsyncs) : 0.0,
+      static_cast<unsigned long long>(totals.snapshots));
   std::printf(
-      "  log size            %.2f MiB before cleaning, %.2f MiB after (%llu segments removed)\n",
-      static_cast<double>(stats.peak_log_bytes) / (1 << 20),
-      static_cast<double>(after ? after->stats.log_bytes : stats.log_bytes) / (1 << 20),
-      static_cast<unsigned long long>(stats.segments_removed));
+      "  log size            %.2f MiB at most before a cleaning, %.2f MiB after the last one, "
+      "%.2f MiB at the end (%llu segments removed)\n",
+      static_cast<double>(totals.peak_log_bytes) / (1 << 20),
+      static_cast<double>(totals.cleaned_log_bytes) / (1 << 20),
+      static_cast<double>(after ? after->stats.log_bytes : 0) / (1 << 20),
+      static_cast<unsigned long long>(totals.segments_removed));
   std::printf("  historical reads    %llu re-read, %llu changed\n",
               static_cast<unsigned long long>(verdict.past_reads),
               static_cast<unsigned long long>(verdict.changed_reads));

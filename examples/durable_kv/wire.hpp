@@ -113,6 +113,7 @@ struct Version {
 struct ServerStats {
   std::uint64_t log_bytes = 0;          // bytes of log segments now
   std::uint64_t peak_log_bytes = 0;     // largest log size seen before a cleaning
+  std::uint64_t cleaned_log_bytes = 0;  // log size right after the latest cleaning
   std::uint64_t segments_removed = 0;   // by the low-water mark, this life
   std::uint64_t snapshots = 0;          // taken this life
   std::uint64_t recovered_entries = 0;  // log entries replayed at start
@@ -170,8 +171,8 @@ inline void encode(const Response& r, std::vector<std::byte>& out) {
     w.ts(v.ts);
   }
   const ServerStats& s = r.stats;
-  for (std::uint64_t v : {s.log_bytes, s.peak_log_bytes, s.segments_removed, s.snapshots,
-                          s.recovered_entries, s.recovery_us, s.fsyncs, s.puts}) {
+  for (std::uint64_t v : {s.log_bytes, s.peak_log_bytes, s.cleaned_log_bytes, s.segments_removed,
+                          s.snapshots, s.recovered_entries, s.recovery_us, s.fsyncs, s.puts}) {
     w.u64(v);
   }
 }
@@ -196,8 +197,9 @@ inline Response decode_response(std::span<const std::byte> in) {
     r.history.push_back(std::move(v));
   }
   ServerStats& s = r.stats;
-  for (std::uint64_t* v : {&s.log_bytes, &s.peak_log_bytes, &s.segments_removed, &s.snapshots,
-                           &s.recovered_entries, &s.recovery_us, &s.fsyncs, &s.puts}) {
+  for (std::uint64_t* v :
+       {&s.log_bytes, &s.peak_log_bytes, &s.cleaned_log_bytes, &s.segments_removed, &s.snapshots,
+        &s.recovered_entries, &s.recovery_us, &s.fsyncs, &s.puts}) {
     *v = rd.u64();
   }
   return r;
