@@ -53,6 +53,9 @@ class Machine {
       old = std::move(server_);
     }
     old->halt();
+    const kv::ServerStats stats = old->stats();  // the worker has stopped: safe to read
+    snapshot_count_ += stats.snapshots;
+    segments_removed_ += stats.segments_removed;
     old.reset();
     log_.crash(/*tear=*/true);
     snapshots_.crash(/*tear=*/true);
@@ -92,6 +95,8 @@ class Machine {
   }
   std::uint64_t answered_count() const { return answered_.load(); }
   int cuts() const { return cuts_; }
+  std::uint64_t snapshots() const { return snapshot_count_; }
+  std::uint64_t segments_removed() const { return segments_removed_; }
 
  private:
   void boot() {
@@ -114,6 +119,8 @@ class Machine {
   bool finished_ = false;
   std::atomic<std::uint64_t> answered_{0};
   int cuts_ = 0;
+  std::uint64_t snapshot_count_ = 0;
+  std::uint64_t segments_removed_ = 0;
 };
 
 // A client's connection to the server of the life it connected in; a power cut breaks it.
@@ -150,7 +157,7 @@ static_assert(kv::Connection<InProcessConnection>);
 
 TEST_CASE("durable_kv: power cuts at random points lose no acknowledged write", "[threads]") {
   const std::uint64_t seed = GENERATE(1, 2, 3);
-  const int lives = kSanitized ? 8 : 30;
+  const int lives = kSanitized ? 10 : 60;
   const int clients = 3;
 
   kv::ServerOptions options;
@@ -193,6 +200,8 @@ TEST_CASE("durable_kv: power cuts at random points lose no acknowledged write", 
   CHECK(machine.cuts() == lives + 1);
   CHECK(verdict.acknowledged > static_cast<std::uint64_t>(lives));
   CHECK(verdict.past_reads > 0);
+  CHECK(machine.snapshots() > 0);         // recovery started from snapshots,
+  CHECK(machine.segments_removed() > 0);  // and the low-water mark deleted log segments
   CHECK(verdict.lost == 0);
   CHECK(verdict.duplicated == 0);
   CHECK(verdict.changed_reads == 0);
