@@ -7,7 +7,9 @@
 //                when it fails, prints the file, line, condition and message to stderr and
 //                aborts. It is for pods' own bugs, never for bad input (that throws).
 // Guarantees:    Always evaluated (not compiled out by NDEBUG); the condition is evaluated once.
+// Not provided:  Recovery: a failed assertion aborts the process; it is not an error to catch.
 // Thread safety: thread-safe.
+// Errors:        none are thrown; a failed check aborts after printing to stderr.
 // Cost:          one predictable branch.
 // Example:
 //   PODS_ASSERT(next_ == last_ + 1, "log index out of step with its segments");
