@@ -405,19 +405,22 @@ int main(int argc, char** argv) {
                                                   1.5 * o.crash_interval_s);
   int crashes = 0;
   Totals totals;
-  for (double next = interval(rng); next < o.duration_s; next += interval(rng)) {
-    std::this_thread::sleep_until(begin +
-                                  std::chrono::duration<double>(next));  // schedule, not sync
+  // Collects the life's statistics, kills the server, restarts it and reports the recovery.
+  auto crash = [&](const char* label) {
     if (auto s = life_stats(server)) totals.add(*s);
     server.kill();
     ++crashes;
     auto [ms, entries] = server.start();
     recoveries.push_back(ms);
     std::printf(
-        "[%5.1f s] crash %d: server SIGKILLed; restarted, replayed %llu log entries, ready in %.1f "
-        "ms\n",
-        seconds_since(begin), crashes, static_cast<unsigned long long>(entries), ms);
+        "[%5.1f s] %s %d: server SIGKILLed; restarted, replayed %llu log entries, ready "
+        "in %.1f ms\n",
+        seconds_since(begin), label, crashes, static_cast<unsigned long long>(entries), ms);
     std::fflush(stdout);
+  };
+  for (double next = interval(rng); next < o.duration_s; next += interval(rng)) {
+    std::this_thread::sleep_until(begin + std::chrono::duration<double>(next));  // a schedule
+    crash("crash");
   }
   std::this_thread::sleep_until(begin + std::chrono::duration<double>(o.duration_s));
   stop = true;
@@ -425,17 +428,9 @@ int main(int argc, char** argv) {
     t.join();
   const double elapsed = seconds_since(begin);
 
-  // The last life's statistics, then one more crash and recovery before verifying, so the
-  // verdict is about what survives on disk.
-  if (auto s = life_stats(server)) totals.add(*s);
-  server.kill();
-  ++crashes;
-  auto [final_ms, final_entries] = server.start();
-  recoveries.push_back(final_ms);
-  std::printf(
-      "[%5.1f s] final crash %d: server SIGKILLed; restarted, replayed %llu log entries, ready in "
-      "%.1f ms\n",
-      seconds_since(begin), crashes, static_cast<unsigned long long>(final_entries), final_ms);
+  // One more crash and recovery before verifying, so the verdict is about what survived on
+  // disk.
+  crash("final crash");
 
   std::printf("\nverifying against the clients' own record...\n");
   SocketConnection verifier(server);
