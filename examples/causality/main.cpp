@@ -145,11 +145,11 @@ int main() {
   tick_all(100us);
   deliver(b);  // B's clock is ahead: its hybrid wall part is its own clock
   deliver(c);  // C's clock is behind: its hybrid clock takes A's wall part and counts on
-  tick_all(100us);
   std::printf(
       "  -> C's clock reads %.3f ms, yet its hybrid stamp is after A's write at %.3f ms:\n"
       "     the wall part follows the largest time seen, the logical part breaks ties.\n\n",
       clock_ms(c), static_cast<double>(first.hybrid.wall_ns - epoch_ns) / 1e6);
+  tick_all(100us);
 
   std::printf("2. A concurrent update, found by version vectors\n");
   header();
