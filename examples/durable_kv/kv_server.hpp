@@ -225,6 +225,12 @@ class Server {
       return Written{ts, index};
     });
     if (!outcome) {
+      // An expired session is gone from the receiver: the client's next hello registers it
+      // afresh.
+      if (outcome.error() == pods::Errc::unknown_client ||
+          outcome.error() == pods::Errc::session_expired) {
+        clients_.erase(r.client);
+      }
       done(refused(outcome.error()));
       return;
     }
