@@ -312,25 +312,36 @@ void moodycamel_round_trip_future(benchmark::State& state) {
   worker.join();
 }
 
-// Peer round trip: moodycamel::BlockingConcurrentQueue, the waiter spinning on a flag.
-void moodycamel_round_trip_spin(benchmark::State& state) {
+// A moodycamel::BlockingConcurrentQueue with a worker blocked in wait_dequeue that raises a
+// flag for every request: the peer of the spinning round trip and of the idle measurement.
+struct MoodycamelEcho {
   moodycamel::BlockingConcurrentQueue<std::uint64_t> queue;
   std::atomic<bool> answered{false};
-  std::thread worker([&] {
+  std::thread worker{[this] {
     for (;;) {
       std::uint64_t r = 0;
       queue.wait_dequeue(r);
       if (r == kStop) return;
       answered.store(true, std::memory_order_release);
     }
-  });
-  std::uint64_t i = 0;
-  for (auto _ : state) {
-    queue.enqueue(i++);
+  }};
+  // Sends one request and spins until the worker has answered it.
+  void round_trip(std::uint64_t r) {
+    queue.enqueue(r);
     spin_wait(answered);
   }
-  queue.enqueue(kStop);
-  worker.join();
+  ~MoodycamelEcho() {
+    queue.enqueue(kStop);
+    worker.join();
+  }
+};
+
+// Peer round trip: moodycamel::BlockingConcurrentQueue, the waiter spinning on a flag.
+void moodycamel_round_trip_spin(benchmark::State& state) {
+  MoodycamelEcho echo;
+  std::uint64_t i = 0;
+  for (auto _ : state)
+    echo.round_trip(i++);
 }
 #endif
 
@@ -364,22 +375,8 @@ void suq_idle(benchmark::State& state) {
 #if PODS_HAVE_MOODYCAMEL
 // Idle CPU of a moodycamel::BlockingConcurrentQueue worker blocked in wait_dequeue.
 void moodycamel_idle(benchmark::State& state) {
-  moodycamel::BlockingConcurrentQueue<std::uint64_t> queue;
-  std::atomic<bool> answered{false};
-  std::thread worker([&] {
-    for (;;) {
-      std::uint64_t r = 0;
-      queue.wait_dequeue(r);
-      if (r == kStop) return;
-      answered.store(true, std::memory_order_release);
-    }
-  });
-  measure_idle(state, [&] {
-    queue.enqueue(1);
-    spin_wait(answered);
-  });
-  queue.enqueue(kStop);
-  worker.join();
+  MoodycamelEcho echo;
+  measure_idle(state, [&] { echo.round_trip(1); });
 }
 #endif
 
