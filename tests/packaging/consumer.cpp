@@ -1,15 +1,29 @@
-// A program outside the pods tree that uses pods the way a user would.
-#include <pods/policy/clock.hpp>
-#include <pods/policy/errors.hpp>
+// A program outside the pods tree that uses pods the way a user would: one include of
+// everything, and a block from each family.
+#include <pods/pods.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <span>
+#include <string>
 
 int main() {
-  pods::ManualClock clock;
-  clock.advance(std::chrono::seconds(1));
-  pods::Outcome<int> outcome = pods::Errc::timeout;
-  const bool ok = clock.now().time_since_epoch() == std::chrono::seconds(1) && !outcome;
+  pods::ManualClock clock(std::chrono::seconds(1));
+  pods::HybridClock<pods::ManualClock> hlc(clock);
+  const pods::HybridTimestamp a = hlc.now();
+  const pods::HybridTimestamp b = hlc.now();
+
+  pods::MemoryStorage storage;
+  pods::SegmentedLog<pods::MemoryStorage> log(storage);
+  const std::string payload = "hello";
+  log.append(std::as_bytes(std::span(payload)));
+  log.sync();
+
+  auto queue = pods::make_singular_update_queue<int>([](int x) { return x * 2; });
+  const int doubled = queue.submit(21).get();
+  queue.stop();
+
+  const bool ok = a < b && a.wall_ns == 1'000'000'000 && log.last_index() == 1 && doubled == 42;
   std::puts(ok ? "consumer ok" : "consumer FAILED");
   return ok ? 0 : 1;
 }

@@ -1,0 +1,8 @@
+// pods/pods.hpp — every pods header. Prefer the one header you use: each stands alone, and
+// this one costs the compile time of all of them.
+#pragma once
+
+#include <pods/messaging.hpp>
+#include <pods/policy.hpp>
+#include <pods/storage.hpp>
+#include <pods/time.hpp>

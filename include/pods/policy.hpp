@@ -1,0 +1,9 @@
+// pods/policy.hpp — every header of the policy family, for users who want them all.
+#pragma once
+
+#include <pods/policy/assert.hpp>
+#include <pods/policy/clock.hpp>
+#include <pods/policy/codec.hpp>
+#include <pods/policy/errors.hpp>
+#include <pods/policy/storage.hpp>
+#include <pods/policy/threading.hpp>
