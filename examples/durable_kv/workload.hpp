@@ -186,18 +186,21 @@ Verdict verify(Conn& conn, const std::vector<ClientLedger>& ledgers,
   auto note = [&](std::string s) {
     if (v.details.size() < 10) v.details.push_back(std::move(s));
   };
+  // Returns what the server now answers to a read of `key` as of `at`.
+  auto read_at = [&](const std::string& key, const HybridTimestamp& at) {
+    Request r;
+    r.op = Op::get_at;
+    r.key = key;
+    r.at = at;
+    return ask(std::move(r)).value;
+  };
   for (const ClientLedger& ledger : ledgers) {
     v.violations += ledger.violations.size();
     for (const std::string& s : ledger.violations)
       note(s);
     for (const Ack& ack : ledger.acks) {
       ++v.acknowledged;
-      Request r;
-      r.op = Op::get_at;
-      r.key = ack.key;
-      r.at = ack.ts;
-      Response response = ask(r);
-      if (!response.value || response.value->value != ack.value || response.value->ts != ack.ts) {
+      if (read_at(ack.key, ack.ts) != Version{ack.value, ack.ts}) {
         ++v.lost;
         note("lost: " + ack.key + " = " + ack.value.substr(0, 24) + " @ " +
              pods::to_string(ack.ts));
@@ -205,12 +208,7 @@ Verdict verify(Conn& conn, const std::vector<ClientLedger>& ledgers,
     }
     for (const PastRead& read : ledger.past_reads) {
       ++v.past_reads;
-      Request r;
-      r.op = Op::get_at;
-      r.key = read.key;
-      r.at = read.at;
-      Response response = ask(r);
-      if (response.value != read.result) {
+      if (read_at(read.key, read.at) != read.result) {
         ++v.changed_reads;
         note("read of " + read.key + " @ " + pods::to_string(read.at) + " changed");
       }
