@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -127,6 +128,49 @@ TEST_CASE("BatchingSender: flushes when full, when due, and on flush()", "[reque
   CHECK(sender.flush() == 0);
   CHECK(sent.size() == 3);
   CHECK(sender.batch().empty());
+}
+
+namespace {
+std::vector<std::vector<std::string>> written;  // what the header example's "socket" got
+struct Socket {
+  void write(const std::vector<std::string>& batch) { written.push_back(batch); }
+};
+void write_batch(std::vector<std::string> batch) {
+  written.push_back(std::move(batch));
+}
+}  // namespace
+
+TEST_CASE("BatchingSender: the header example compiles; Request is deduced from the sink",
+          "[request_batch]") {
+  written.clear();
+  Socket socket;
+  // The example of the header comment, as written there.
+  pods::BatchingSender sender([&](std::vector<std::string> batch) { socket.write(batch); },
+                              pods::BatchLimits{.max_requests = 32});
+  sender.send("put a 1");  // flushes by itself when 32 are waiting
+  STATIC_REQUIRE(std::is_same_v<decltype(sender.batch()),
+                                const pods::RequestBatch<std::string, pods::SteadyClock>&>);
+  CHECK(sender.deadline().has_value());
+  CHECK(sender.flush() == 1);
+  REQUIRE(written.size() == 1);
+  CHECK(written[0] == std::vector<std::string>{"put a 1"});
+
+  // A sink taking the batch by rvalue or const reference, a mutable lambda, a function
+  // pointer, and an explicit clock all deduce too.
+  pods::BatchingSender by_rvalue([](std::vector<int>&&) {});
+  STATIC_REQUIRE(std::is_same_v<decltype(by_rvalue.batch()), const pods::RequestBatch<int>&>);
+  pods::BatchingSender by_const_ref([](const std::vector<double>&) noexcept {});
+  STATIC_REQUIRE(std::is_same_v<decltype(by_const_ref.batch()), const pods::RequestBatch<double>&>);
+  int calls = 0;
+  pods::BatchingSender by_mutable([calls](std::vector<int>) mutable { ++calls; });
+  STATIC_REQUIRE(std::is_same_v<decltype(by_mutable.batch()), const pods::RequestBatch<int>&>);
+  pods::BatchingSender by_pointer(&write_batch, pods::BatchLimits{.max_requests = 1});
+  CHECK(by_pointer.send("x"));
+  CHECK(written.back() == std::vector<std::string>{"x"});
+  pods::ManualClock clock;
+  pods::BatchingSender with_clock([](std::vector<int>) {}, pods::BatchLimits{}, clock);
+  STATIC_REQUIRE(std::is_same_v<decltype(with_clock.batch()),
+                                const pods::RequestBatch<int, pods::ManualClock>&>);
 }
 
 TEST_CASE("RequestBatch: differential test against a simple model", "[request_batch]") {

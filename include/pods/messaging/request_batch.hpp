@@ -30,9 +30,11 @@
 #include <pods/policy/clock.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -120,6 +122,46 @@ class RequestBatch {
   typename Clock::time_point oldest_{};
 };
 
+namespace detail {
+// The Request of a sink called with std::vector<Request>: read from the parameter of the
+// sink's (non-template) call operator, or of a function pointer.
+template <class Sig>
+struct SinkBatchOf;
+template <class R, class C, class Batch>
+struct SinkBatchOf<R (C::*)(Batch)> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class R, class C, class Batch>
+struct SinkBatchOf<R (C::*)(Batch) const> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class R, class C, class Batch>
+struct SinkBatchOf<R (C::*)(Batch) noexcept> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class R, class C, class Batch>
+struct SinkBatchOf<R (C::*)(Batch) const noexcept> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class R, class Batch>
+struct SinkBatchOf<R (*)(Batch)> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class R, class Batch>
+struct SinkBatchOf<R (*)(Batch) noexcept> {
+  using type = std::remove_cvref_t<Batch>;
+};
+template <class Sink>
+struct SinkRequest {
+  using type = typename SinkBatchOf<decltype(&Sink::operator())>::type::value_type;
+};
+template <class Sink>
+requires std::is_pointer_v<Sink>
+struct SinkRequest<Sink> {
+  using type = typename SinkBatchOf<Sink>::type::value_type;
+};
+}  // namespace detail
+
 // BatchingSender: a RequestBatch that flushes itself to `sink(std::vector<Request>)` when full
 // (on send) or due (on tick). Sans-IO: the owner calls tick() at deadline().
 template <class Request, class Sink, PhysicalClock Clock = SteadyClock, class Size = DefaultSize>
@@ -163,5 +205,15 @@ requires std::invocable<Sink&, std::vector<Request> &&> class BatchingSender {
   Sink sink_;
   RequestBatch<Request, Clock, Size> batch_;
 };
+
+// Deduces Request from the sink's parameter (std::vector<Request>, by value or reference),
+// so `BatchingSender sender(sink)` needs no template arguments.
+template <class Sink>
+BatchingSender(Sink) -> BatchingSender<typename detail::SinkRequest<Sink>::type, Sink>;
+template <class Sink>
+BatchingSender(Sink, BatchLimits) -> BatchingSender<typename detail::SinkRequest<Sink>::type, Sink>;
+template <class Sink, PhysicalClock Clock>
+BatchingSender(Sink, BatchLimits, Clock)
+    -> BatchingSender<typename detail::SinkRequest<Sink>::type, Sink, Clock>;
 
 }  // namespace pods
