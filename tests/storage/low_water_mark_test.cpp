@@ -108,6 +108,62 @@ TEST_CASE("TimeLowWaterMark: a segment that grows is stamped again; a restart st
   CHECK(log.first_index() == 5);
 }
 
+TEST_CASE("TimeLowWaterMark: entries re-appended after truncate_after get fresh stamps",
+          "[low_water_mark]") {
+  pods::ManualClock clock(1000s);
+  pods::MemoryStorage storage;
+  Log log(storage, {.segment_bytes = 256});
+  pods::TimeLowWaterMark<pods::ManualClock> retention(10s, clock);
+  append_n(log, 9);  // 1-4, 5-8, 9 at t = 1000 s
+  retention.observe(log);
+  clock.advance(6s);
+  // At 1006 s the log is rewound to 2 and refilled to 9 with other entries: the same
+  // segments (1-4, 5-8, 9) by index, but 3-9 are new. No observation in between.
+  log.truncate_after(2);
+  for (int i = 0; i < 7; ++i)
+    log.append(pods_test::bytes(std::string(52, 'f')));
+  REQUIRE(log.segments().size() == 3);
+  REQUIRE(log.segments()[0].last_index == 4);
+  REQUIRE(log.segments()[1].last_index == 8);
+
+  SECTION("observed right after the rewrite") {
+    retention.observe(log);
+    CHECK(retention.last_append_time(1) == pods::ManualClock::time_point(1006s));
+    CHECK(retention.last_append_time(5) == pods::ManualClock::time_point(1006s));
+    clock.advance(4s);                 // 1010 s: 1-2 are 10 s old, 3-8 only 4 s
+    CHECK(retention.clean(log) == 0);  // 3-8 are younger than the retention
+    clock.advance(6s);                 // 1016 s: 3-8 are 10 s old
+    CHECK(retention.clean(log) == 2);
+    CHECK(log.first_index() == 9);
+  }
+  SECTION("first seen by clean, later than the rewrite") {
+    clock.advance(4s);                 // 1010 s: the rewrite is seen now and stamped 1010 s
+    CHECK(retention.clean(log) == 0);  // 3-8 are younger than the retention
+    CHECK(retention.last_append_time(1) == pods::ManualClock::time_point(1010s));
+    clock.advance(6s);  // 1016 s: stamped 6 s ago (never early, possibly late)
+    CHECK(retention.clean(log) == 0);
+    clock.advance(4s);
+    CHECK(retention.clean(log) == 2);
+    CHECK(log.first_index() == 9);
+  }
+}
+
+TEST_CASE("TimeLowWaterMark: a rewrite of the last segment only restamps that segment",
+          "[low_water_mark]") {
+  pods::ManualClock clock(1000s);
+  pods::MemoryStorage storage;
+  Log log(storage, {.segment_bytes = 256});
+  pods::TimeLowWaterMark<pods::ManualClock> retention(10s, clock);
+  append_n(log, 6);  // 1-4, 5-6 at t = 1000 s
+  retention.observe(log);
+  clock.advance(3s);
+  log.truncate_after(5);
+  log.append(pods_test::bytes(std::string(52, 'g')));  // a new 6 at 1003 s
+  retention.observe(log);
+  CHECK(retention.last_append_time(1) == pods::ManualClock::time_point(1000s));  // untouched
+  CHECK(retention.last_append_time(5) == pods::ManualClock::time_point(1003s));
+}
+
 TEST_CASE("TimeLowWaterMark: a negative retention is refused, naming retention",
           "[low_water_mark]") {
   CHECK_THROWS_AS(pods::TimeLowWaterMark<pods::ManualClock>(-1s, pods::ManualClock{}),

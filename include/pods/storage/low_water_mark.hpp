@@ -11,8 +11,11 @@
 //                - TimeLowWaterMark: a retention period (as Kafka keeps messages for a time);
 //                  segments whose last entry was appended at least `retention` ago are removed.
 //                  The log does not store times, so the cleaner stamps each segment with its
-//                  clock's reading when it observes the segment's last index change (observe(),
-//                  called after appends or on a timer; clean() observes first). A stamp is
+//                  clock's reading when it observes the segment's last entry change (observe(),
+//                  called after appends or on a timer; clean() observes first). A segment's
+//                  last entry is identified by its index and a checksum of its payload, so
+//                  entries rewritten by truncate_after and appended again are stamped afresh
+//                  even when the segment spans the same indices as before. A stamp is
 //                  therefore never earlier than the real append, so a segment is never removed
 //                  early; it may be kept up to one observation interval longer. After a
 //                  restart the stamps start afresh (existing segments are stamped at their
@@ -21,13 +24,17 @@
 //                retention (time), nor the log's last segment. The snapshot mark never moves
 //                back. Removal is durable when clean() returns.
 // Not provided:  Taking snapshots; entries inside a segment are kept until the whole segment
-//                qualifies (cleaning granularity is the segment).
+//                qualifies (cleaning granularity is the segment). A rewrite that appends
+//                entries byte for byte equal to the ones it replaced, at the same indices, is
+//                indistinguishable from no rewrite and keeps the old stamps.
 // Thread safety: thread-compatible (the log they clean is, too; with GroupCommitLog call
 //                clean inside with_log).
 // Errors:        TimeLowWaterMark throws std::invalid_argument naming retention when it is
-//                negative. clean() throws what SegmentedLog::remove_before throws.
+//                negative; its observe() and clean() throw what SegmentedLog::read throws.
+//                clean() throws what SegmentedLog::remove_before throws.
 // Cost:          SnapshotLowWaterMark::clean: O(segments removed). TimeLowWaterMark::observe:
-//                O(1) when the log has not changed, else O(segments) and allocates.
+//                one read of the last observed entry; when the log changed, O(segments), one
+//                allocation and one read per segment stamped (per segment after a rewrite).
 // Example:
 //   pods::SnapshotLowWaterMark lwm;
 //   lwm.snapshot_taken(snapshot_index);          // after the snapshot is durable
@@ -38,6 +45,7 @@
 
 #include <pods/policy/clock.hpp>
 #include <pods/policy/storage.hpp>
+#include <pods/storage/crc32c.hpp>
 #include <pods/storage/segmented_log.hpp>
 
 #include <chrono>
@@ -91,12 +99,21 @@ class TimeLowWaterMark {
     }
   }
 
-  // Stamps with clock.now() every segment of `log` seen for the first time or whose last
-  // index changed since the last observation, and forgets removed segments. O(1) when the log
-  // has not changed; otherwise O(segments) and allocates.
+  // Stamps with clock.now() every segment of `log` seen for the first time, whose last index
+  // changed, or whose last entry was rewritten (truncate_after and appended again) since the
+  // last observation, and forgets removed segments. A rewrite is recognised by a checksum of
+  // the entry that was last at the previous observation: one read of that entry per call.
+  // When the log changed: O(segments), allocates, and reads the last entry of each segment
+  // it stamps (of every segment after a rewrite).
   template <SegmentStorage S>
   void observe(const SegmentedLog<S>& log) {
-    if (log.last_index() == seen_last_ && log.first_index() == seen_first_ &&
+    // Entries at or below the last observed index were replaced when the log now ends below
+    // it, or when the entry there is no longer the one observed.
+    bool rewritten = false;
+    if (seen_last_ != kNever) {
+      rewritten = log.last_index() < seen_last_ || fingerprint(log, seen_last_) != seen_print_;
+    }
+    if (!rewritten && log.last_index() == seen_last_ && log.first_index() == seen_first_ &&
         log.segment_count() == seen_count_) {
       return;
     }
@@ -104,16 +121,19 @@ class TimeLowWaterMark {
     std::map<std::uint64_t, Stamp> next;
     for (const SegmentInfo& s : log.segments()) {
       auto it = stamps_.find(s.first_index);
-      if (it != stamps_.end() && it->second.last_index == s.last_index) {
+      if (it != stamps_.end() && it->second.last_index == s.last_index &&
+          (!rewritten || fingerprint(log, s.last_index) == it->second.print)) {
         next.emplace(s.first_index, it->second);
       } else {
-        next.emplace(s.first_index, Stamp{s.last_index, now});
+        next.emplace(s.first_index, Stamp{s.last_index, fingerprint(log, s.last_index), now});
       }
     }
     stamps_.swap(next);
     seen_last_ = log.last_index();
     seen_first_ = log.first_index();
     seen_count_ = log.segment_count();
+    const Stamp& newest = stamps_.rbegin()->second;
+    seen_print_ = newest.last_index == seen_last_ ? newest.print : fingerprint(log, seen_last_);
   }
 
   // Observes `log`, then deletes, durably and oldest first, every segment (never the last)
@@ -149,17 +169,35 @@ class TimeLowWaterMark {
   std::chrono::nanoseconds retention() const noexcept { return retention_; }
 
  private:
+  // What identifies an entry beyond its index: a CRC32C of its index and payload (nullopt
+  // when the index is not in the log, e.g. an empty segment's last index).
+  using Print = std::optional<std::uint32_t>;
   struct Stamp {
     std::uint64_t last_index;
+    Print print;  // of the entry at last_index when the stamp was taken
     typename Clock::time_point time;
   };
+  static constexpr std::uint64_t kNever = UINT64_MAX;
+
+  // Returns the fingerprint of entry `index` of `log`. Reads and copies the entry.
+  template <SegmentStorage S>
+  static Print fingerprint(const SegmentedLog<S>& log, std::uint64_t index) {
+    if (index == 0 || index < log.first_index() || index > log.last_index()) return std::nullopt;
+    const std::optional<LogEntry> entry = log.read(index);
+    if (!entry) return std::nullopt;
+    std::byte prefix[8];
+    for (int i = 0; i < 8; ++i)
+      prefix[i] = static_cast<std::byte>(index >> (8 * i));
+    return crc32c(entry->payload.data(), entry->payload.size(), crc32c(prefix, sizeof prefix));
+  }
 
   std::chrono::nanoseconds retention_;
   Clock clock_;
-  std::map<std::uint64_t, Stamp> stamps_;  // segment first index -> last index and its time
-  std::uint64_t seen_last_ = UINT64_MAX;
-  std::uint64_t seen_first_ = UINT64_MAX;
+  std::map<std::uint64_t, Stamp> stamps_;  // segment first index -> its last entry and time
+  std::uint64_t seen_last_ = kNever;
+  std::uint64_t seen_first_ = kNever;
   std::size_t seen_count_ = 0;
+  Print seen_print_;  // of the entry at seen_last_
 };
 
 }  // namespace pods
