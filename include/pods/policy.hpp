@@ -5,5 +5,7 @@
 #include <pods/policy/clock.hpp>
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
+#include <pods/policy/random.hpp>
 #include <pods/policy/storage.hpp>
 #include <pods/policy/threading.hpp>
+#include <pods/policy/transport.hpp>
