@@ -2,6 +2,7 @@
 #pragma once
 
 #include <pods/messaging/idempotent_receiver.hpp>
+#include <pods/messaging/move_only_function.hpp>
 #include <pods/messaging/mpsc_queue.hpp>
 #include <pods/messaging/producer_ring_queue.hpp>
 #include <pods/messaging/request_batch.hpp>

@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <functional>
+#include <future>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -160,4 +163,18 @@ TEST_CASE("RequestPipeline: bad arguments name themselves", "[request_pipeline]"
   CHECK_THROWS_AS(Pipeline(1, -1s), std::invalid_argument);
   Pipeline pipeline(1, 1s);
   CHECK_THROWS_WITH(pipeline.try_send("x", nullptr), Catch::Contains("done"));
+}
+
+TEST_CASE("RequestPipeline: callbacks may be move-only", "[request_pipeline]") {
+  STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<Pipeline::Callback>);
+  Pipeline pipeline(4, 1s);
+  std::promise<int> promise;
+  std::future<int> answer = promise.get_future();
+  auto id = pipeline.try_send(
+      "a", [p = std::move(promise)](pods::Outcome<int> r) mutable { p.set_value(r ? *r : -1); });
+  REQUIRE(id);
+  CHECK(pipeline.receive(*id, 7));
+  CHECK(answer.get() == 7);
+  CHECK_THROWS_AS(pipeline.try_send("b", std::function<void(pods::Outcome<int>)>()),
+                  std::invalid_argument);
 }

@@ -4,9 +4,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
+#include <future>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -270,4 +273,42 @@ TEST_CASE("QuorumCallback: decides exactly once under concurrent responses",
       t.join();
     CHECK(decided.load() == 1);
   }
+}
+
+TEST_CASE("RequestWaitingList and QuorumCallback: callbacks may be move-only",
+          "[request_waiting_list]") {
+  STATIC_REQUIRE_FALSE(std::is_copy_constructible_v<List::Callback>);
+  List list(1s);
+  std::promise<std::string> promise;
+  std::future<std::string> answer = promise.get_future();
+  list.add(1, [p = std::move(promise)](pods::Outcome<std::string> r) mutable {
+    p.set_value(r ? *r : std::string(pods::to_string(r.error())));
+  });
+  std::promise<std::string> failed;
+  std::future<std::string> failure = failed.get_future();
+  list.add(2, [p = std::move(failed)](pods::Outcome<std::string> r) mutable {
+    p.set_value(r ? *r : std::string(pods::to_string(r.error())));
+  });
+  CHECK(list.complete(1, "one"));
+  CHECK(answer.get() == "one");
+  CHECK(list.fail(2, pods::Errc::not_leader));
+  CHECK(failure.get() == "not_leader");
+
+  // A std::function still converts, and an empty one is refused as empty.
+  std::function<void(pods::Outcome<std::string>)> copyable = [](pods::Outcome<std::string>) {};
+  list.add(3, copyable);
+  CHECK_THROWS_AS(list.add(4, std::function<void(pods::Outcome<std::string>)>()),
+                  std::invalid_argument);
+  CHECK(list.size() == 1);
+
+  using Quorum = pods::QuorumCallback<int, std::string>;
+  std::promise<std::size_t> decided;
+  std::future<std::size_t> votes = decided.get_future();
+  auto quorum =
+      Quorum::make(3, 2, [p = std::move(decided)](pods::Outcome<Quorum::Responses> r) mutable {
+        p.set_value(r ? r->size() : 0);
+      });
+  quorum->for_responder(1)(std::string("a"));
+  quorum->for_responder(2)(std::string("b"));
+  CHECK(votes.get() == 2);
 }

@@ -28,8 +28,8 @@
 //                try_send returns Errc::full. A callback's exception propagates after the
 //                callbacks of the same call that precede it ran; the rest stay queued and run
 //                on the next receive/expire.
-// Cost:          try_send, receive: O(1) (a deque indexed by id - first id); one std::function
-//                per request.
+// Cost:          try_send, receive: O(1) (a deque indexed by id - first id); one callback per
+//                request (a MoveOnlyFunction: no allocation up to 24 bytes).
 // Example:
 //   pods::RequestPipeline<Request, Response> pipeline(/*max_in_flight=*/16, 5s);
 //   if (auto id = pipeline.try_send(request, on_response)) {}  // else: Errc::full, wait
@@ -38,6 +38,7 @@
 //   timer.every(100ms, [&] { pipeline.expire(); });
 #pragma once
 
+#include <pods/messaging/move_only_function.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
 
@@ -58,7 +59,7 @@ template <class Request, class Response, PhysicalClock Clock = SteadyClock>
 class RequestPipeline {
  public:
   using CorrelationId = std::uint64_t;
-  using Callback = std::function<void(Outcome<Response>)>;
+  using Callback = detail::MoveOnlyFunction<void(Outcome<Response>)>;  // may be move-only
 
   // Creates an empty pipeline. Throws std::invalid_argument when max_in_flight == 0 or
   // timeout <= 0.

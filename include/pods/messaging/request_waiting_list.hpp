@@ -23,7 +23,8 @@
 //                QuorumCallback: responders == 0 or quorum outside [1, responders] throw
 //                std::invalid_argument naming the argument.
 // Cost:          add, complete, fail: O(log n) and one node allocation; expire: O(log n) per
-//                expired entry; callbacks are std::function.
+//                expired entry; a callback is a MoveOnlyFunction (allocates only when the
+//                callable exceeds 24 bytes or may throw on move).
 // Example:
 //   pods::RequestWaitingList<std::uint64_t, Reply> waiting(5s);
 //   auto quorum = pods::QuorumCallback<NodeId, Reply>::make(3, 2, [&](auto result) {
@@ -34,6 +35,7 @@
 //   waiting.expire();                                // from a periodic tick
 #pragma once
 
+#include <pods/messaging/move_only_function.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
 
@@ -55,7 +57,9 @@ namespace pods {
 template <class Key, class Response, PhysicalClock Clock = SteadyClock>
 class RequestWaitingList {
  public:
-  using Callback = std::function<void(Outcome<Response>)>;  // called exactly once
+  // Called exactly once. Move-only: a callback may own a std::promise (any callable with
+  // this signature converts, a std::function too).
+  using Callback = detail::MoveOnlyFunction<void(Outcome<Response>)>;
 
   // Creates an empty list. Throws std::invalid_argument when `timeout` <= 0.
   explicit RequestWaitingList(std::chrono::nanoseconds timeout, Clock clock = Clock())
@@ -188,7 +192,7 @@ class QuorumCallback : public std::enable_shared_from_this<QuorumCallback<Respon
 
  public:
   using Responses = std::vector<std::pair<Responder, Response>>;
-  using Done = std::function<void(Outcome<Responses>)>;
+  using Done = detail::MoveOnlyFunction<void(Outcome<Responses>)>;  // may be move-only
 
   // Returns the majority of n: n / 2 + 1.
   static constexpr std::size_t majority(std::size_t n) noexcept { return n / 2 + 1; }
