@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <future>
+#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -177,4 +178,39 @@ TEST_CASE("RequestPipeline: callbacks may be move-only", "[request_pipeline]") {
   CHECK(answer.get() == 7);
   CHECK_THROWS_AS(pipeline.try_send("b", std::function<void(pods::Outcome<int>)>()),
                   std::invalid_argument);
+}
+
+TEST_CASE("RequestPipeline: fail_all calls every callback once though one throws",
+          "[request_pipeline]") {
+  Pipeline pipeline(4, 1s);
+  Log log;
+  REQUIRE(pipeline.try_send("a", [](pods::Outcome<int>) { throw std::runtime_error("a"); }));
+  REQUIRE(pipeline.try_send("b", log.callback(2)));
+  REQUIRE(pipeline.try_send("c", [](pods::Outcome<int>) { throw std::runtime_error("c"); }));
+  REQUIRE(pipeline.try_send("d", log.callback(4)));
+  CHECK_THROWS_WITH(pipeline.fail_all(pods::Errc::closed), "a");
+  REQUIRE(log.calls.size() == 2);
+  CHECK(log.calls[0].first == 2);
+  CHECK(log.calls[0].second == pods::Errc::closed);
+  CHECK(log.calls[1].first == 4);
+  CHECK(pipeline.in_flight() == 0);
+  CHECK(pipeline.fail_all(pods::Errc::closed) == 0);
+  CHECK(log.calls.size() == 2);
+}
+
+TEST_CASE("RequestPipeline: a throwing callback does not hold back the ones it unblocked",
+          "[request_pipeline]") {
+  Pipeline pipeline(4, 1s);
+  Log log;
+  auto one = pipeline.try_send("a", [](pods::Outcome<int>) { throw std::runtime_error("a"); });
+  auto two = pipeline.try_send("b", log.callback(2));
+  auto three = pipeline.try_send("c", log.callback(3));
+  CHECK(pipeline.receive(*three, 3));
+  CHECK(pipeline.receive(*two, 2));
+  CHECK(log.calls.empty());  // held behind the first
+  CHECK_THROWS_WITH(pipeline.receive(*one, 1), "a");
+  REQUIRE(log.calls.size() == 2);
+  CHECK(*log.calls[0].second == 2);
+  CHECK(*log.calls[1].second == 3);
+  CHECK(pipeline.in_flight() == 0);
 }

@@ -312,3 +312,79 @@ TEST_CASE("RequestWaitingList and QuorumCallback: callbacks may be move-only",
   quorum->for_responder(2)(std::string("b"));
   CHECK(votes.get() == 2);
 }
+
+namespace {
+// A key whose copy throws while `fail_copies` is set (the list keeps a copy in its expiry
+// index).
+struct FragileKey {
+  static inline bool fail_copies = false;
+  int v = 0;
+  explicit FragileKey(int value) : v(value) {}
+  FragileKey(const FragileKey& other) : v(other.v) {
+    if (fail_copies) throw std::runtime_error("key copy failed");
+  }
+  FragileKey(FragileKey&&) noexcept = default;
+  FragileKey& operator=(const FragileKey&) = default;
+  FragileKey& operator=(FragileKey&&) noexcept = default;
+  friend bool operator<(const FragileKey& a, const FragileKey& b) { return a.v < b.v; }
+};
+}  // namespace
+
+TEST_CASE("RequestWaitingList: an add that throws leaves nothing behind",
+          "[request_waiting_list]") {
+  pods::ManualClock clock;
+  pods::RequestWaitingList<FragileKey, int, pods::ManualClock> list(1s, clock);
+  int calls = 0;
+  auto count = [&calls](pods::Outcome<int>) { ++calls; };
+  FragileKey::fail_copies = true;
+  CHECK_THROWS_WITH(list.add(FragileKey(1), count), "key copy failed");
+  FragileKey::fail_copies = false;
+  CHECK(list.size() == 0);
+  // The key is free again, and the list works: add, complete, expire.
+  list.add(FragileKey(1), count);
+  list.add(FragileKey(2), count);
+  CHECK(list.complete(FragileKey(1), 10));
+  clock.advance(1s);
+  CHECK(list.expire() == 1);
+  CHECK(calls == 2);
+  CHECK(list.size() == 0);
+}
+
+TEST_CASE("RequestWaitingList: a throwing make(k) still answers every callback exactly once",
+          "[request_waiting_list]") {
+  List list(1s);
+  Log log;
+  for (int k : {1, 2, 3})
+    list.add(k, log.callback(k));
+  auto make = [](int k) {
+    if (k == 2) throw std::runtime_error("cannot make 2");
+    return std::to_string(k);
+  };
+  CHECK_THROWS_WITH(list.complete_up_to(3, make), "cannot make 2");
+  REQUIRE(log.calls.size() == 3);
+  CHECK(log.calls[0].first == 1);
+  CHECK(*log.calls[0].second == "1");
+  CHECK(log.calls[1].first == 2);
+  CHECK(log.calls[1].second == pods::Errc::failed);  // its response could not be made
+  CHECK(log.calls[2].first == 3);
+  CHECK(*log.calls[2].second == "3");
+  CHECK(list.size() == 0);
+  CHECK_FALSE(list.complete(2, "late"));  // nothing left to call twice
+}
+
+TEST_CASE("RequestWaitingList: throwing callbacks in expire do not stop the others",
+          "[request_waiting_list]") {
+  pods::ManualClock clock;
+  List list(1s, clock);
+  Log log;
+  list.add(1, [](pods::Outcome<std::string>) { throw std::runtime_error("first"); });
+  list.add(2, log.callback(2));
+  list.add(3, [](pods::Outcome<std::string>) { throw std::runtime_error("second"); });
+  list.add(4, log.callback(4));
+  clock.advance(1s);
+  CHECK_THROWS_WITH(list.expire(), "first");
+  REQUIRE(log.calls.size() == 2);
+  CHECK(log.calls[0].second == pods::Errc::timeout);
+  CHECK(log.calls[1].first == 4);
+  CHECK(list.size() == 0);
+}

@@ -25,9 +25,9 @@
 //                may call try_send.
 // Errors:        max_in_flight == 0 or timeout <= 0 throw std::invalid_argument naming the
 //                argument; an empty callback throws std::invalid_argument naming `done`.
-//                try_send returns Errc::full. A callback's exception propagates after the
-//                callbacks of the same call that precede it ran; the rest stay queued and run
-//                on the next receive/expire.
+//                try_send returns Errc::full. A callback's exception propagates after every
+//                other callback the same call completes has run (each callback still runs
+//                exactly once).
 // Cost:          try_send, receive: O(1) (a deque indexed by id - first id); one callback per
 //                request (a MoveOnlyFunction: no allocation up to 24 bytes).
 // Example:
@@ -46,6 +46,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -121,14 +122,20 @@ class RequestPipeline {
 
   // Fails every outstanding request with `error` (e.g. Errc::closed when the connection
   // dropped), in send order, and forgets the requests not yet taken. Returns how many.
+  // Every callback runs, also when one throws; the first exception propagates afterwards.
   std::size_t fail_all(Errc error) {
     std::deque<Entry> failed = std::exchange(entries_, {});
     first_id_ += failed.size();
     outgoing_.clear();
+    std::exception_ptr first;
     for (Entry& e : failed) {
-      Callback done = std::move(e.done);
-      done(Outcome<Response>(error));
+      try {
+        e.done(Outcome<Response>(error));
+      } catch (...) {
+        if (!first) first = std::current_exception();
+      }
     }
+    if (first) std::rethrow_exception(first);
     return failed.size();
   }
 
@@ -146,18 +153,25 @@ class RequestPipeline {
     bool timed_out;
   };
 
-  // Completes the answered or timed-out requests at the front, in send order.
+  // Completes the answered or timed-out requests at the front, in send order. Every one of
+  // them runs, also when a callback throws; the first exception propagates afterwards.
   void settle() {
+    std::exception_ptr first;
     while (!entries_.empty() && (entries_.front().response || entries_.front().timed_out)) {
       Entry e = std::move(entries_.front());
       entries_.pop_front();
       ++first_id_;
-      if (e.response) {
-        e.done(Outcome<Response>(std::move(*e.response)));
-      } else {
-        e.done(Outcome<Response>(Errc::timeout));
+      try {
+        if (e.response) {
+          e.done(Outcome<Response>(std::move(*e.response)));
+        } else {
+          e.done(Outcome<Response>(Errc::timeout));
+        }
+      } catch (...) {
+        if (!first) first = std::current_exception();
       }
     }
+    if (first) std::rethrow_exception(first);
   }
 
   const std::size_t max_in_flight_;

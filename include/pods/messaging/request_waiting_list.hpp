@@ -12,14 +12,17 @@
 //                completes when `quorum` of them succeeded and fails with Errc::no_quorum as
 //                soon as too many failed (or timed out) for a quorum to be reached.
 // Guarantees:    Every added callback is called exactly once: with the response, the error
-//                given to fail(), or Errc::timeout. Callbacks run without any lock held, on
-//                the thread that completed, failed or expired them. complete_up_to calls
-//                them in key order. An entry expires when now - added >= timeout.
+//                given to fail(), Errc::timeout, or Errc::failed when complete_up_to's
+//                make(k) threw for its key; also when other callbacks or make throw. Callbacks run
+//                without any lock held, on the thread that completed, failed or expired them.
+//                complete_up_to calls them in key order. An entry expires when now - added >=
+//                timeout.
 // Not provided:  A timer: the owner calls expire() (from a tick or a SingularUpdateQueue).
 // Thread safety: thread-safe (one mutex; callbacks outside it). QuorumCallback: thread-safe.
 // Errors:        A timeout <= 0, an empty callback, or a key already waiting throw
-//                std::invalid_argument naming the argument. A callback's exception propagates
-//                to the caller after every other callback of the same call has run.
+//                std::invalid_argument naming the argument; a throwing add changes nothing. The
+//                first exception of a callback (or of make) propagates to the caller after
+//                every other callback of the same call has run.
 //                QuorumCallback: responders == 0 or quorum outside [1, responders] throw
 //                std::invalid_argument naming the argument.
 // Cost:          add, complete, fail: O(log n) and one node allocation; expire: O(log n) per
@@ -43,9 +46,11 @@
 #include <cstddef>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -70,16 +75,22 @@ class RequestWaitingList {
   }
 
   // Adds a waiting request (retains `done`). Throws std::invalid_argument when `key` is
-  // already waiting or `done` is empty. Allocates.
+  // already waiting or `done` is empty. Allocates. Strong guarantee: when it throws (also
+  // std::bad_alloc or a throwing copy of the key), the list is as it was.
   void add(Key key, Callback done) {
     if (!done) throw std::invalid_argument("RequestWaitingList::add: done must not be empty");
     const auto now = clock_.now();
     std::lock_guard lock(mutex_);
     auto [it, inserted] = entries_.try_emplace(std::move(key));
     if (!inserted) throw std::invalid_argument("RequestWaitingList::add: key is already waiting");
+    try {
+      it->second.by_time = by_time_.emplace(now, it->first);  // copies the key: may throw
+    } catch (...) {
+      entries_.erase(it);
+      throw;
+    }
     it->second.done = std::move(done);
     it->second.added = now;
-    it->second.by_time = by_time_.emplace(now, it->first);
   }
 
   // Completes `key` with `response`; returns false for an unknown key (late or duplicate).
@@ -92,17 +103,22 @@ class RequestWaitingList {
   }
 
   // Completes every waiting key <= `key`, in key order, with make(k). make and the callbacks
-  // run without the lock. Returns how many were completed.
+  // run without the lock. When make(k) throws, k's callback gets Errc::failed; the first
+  // exception (of make or a callback) propagates after every callback has run. Returns how
+  // many were completed.
   template <class MakeResponse>
   std::size_t complete_up_to(const Key& key, MakeResponse make) {
-    std::vector<std::pair<Key, Callback>> ready;
+    std::vector<Node> ready;
     {
       std::lock_guard lock(mutex_);
-      auto end = entries_.upper_bound(key);
+      const auto end = entries_.upper_bound(key);
+      // Reserve first, so that taking the entries out cannot throw halfway.
+      ready.reserve(static_cast<std::size_t>(std::distance(entries_.begin(), end)));
       for (auto it = entries_.begin(); it != end;) {
+        const auto next = std::next(it);
         by_time_.erase(it->second.by_time);
-        ready.emplace_back(it->first, std::move(it->second.done));
-        it = entries_.erase(it);
+        ready.push_back(entries_.extract(it));
+        it = next;
       }
     }
     run_all(ready, [&](const Key& k) { return Outcome<Response>(make(k)); });
@@ -120,15 +136,18 @@ class RequestWaitingList {
   // Fails with Errc::timeout every entry with now - added >= timeout, oldest first. Returns
   // how many expired.
   std::size_t expire() {
-    std::vector<std::pair<Key, Callback>> expired;
+    std::vector<Node> expired;
     {
       const auto now = clock_.now();
       std::lock_guard lock(mutex_);
-      while (!by_time_.empty() && now - by_time_.begin()->first >= timeout_) {
+      std::size_t n = 0;
+      for (auto t = by_time_.begin(); t != by_time_.end() && now - t->first >= timeout_; ++t)
+        ++n;
+      expired.reserve(n);  // before anything is taken out, so that nothing is lost
+      for (; n != 0; --n) {
         auto it = entries_.find(by_time_.begin()->second);
         by_time_.erase(by_time_.begin());
-        expired.emplace_back(it->first, std::move(it->second.done));
-        entries_.erase(it);
+        expired.push_back(entries_.extract(it));
       }
     }
     run_all(expired, [](const Key&) { return Outcome<Response>(Errc::timeout); });
@@ -151,6 +170,7 @@ class RequestWaitingList {
     TimePoint added{};
     typename std::multimap<TimePoint, Key>::iterator by_time;
   };
+  using Node = typename std::map<Key, Entry>::node_type;  // an entry taken out of the list
 
   Callback take(const Key& key) {
     std::lock_guard lock(mutex_);
@@ -162,13 +182,21 @@ class RequestWaitingList {
     return done;
   }
 
-  // Calls every callback in order with outcome(key); rethrows the first exception at the end.
+  // Calls every entry's callback in order with outcome(key), or with Errc::failed when
+  // outcome(key) throws; rethrows the first exception at the end.
   template <class MakeOutcome>
-  static void run_all(std::vector<std::pair<Key, Callback>>& callbacks, MakeOutcome outcome) {
+  static void run_all(std::vector<Node>& entries, MakeOutcome outcome) {
     std::exception_ptr first;
-    for (auto& [key, done] : callbacks) {
+    for (Node& entry : entries) {
+      std::optional<Outcome<Response>> result;
       try {
-        done(outcome(key));
+        result.emplace(outcome(std::as_const(entry.key())));
+      } catch (...) {
+        if (!first) first = std::current_exception();
+        result.emplace(Errc::failed);
+      }
+      try {
+        entry.mapped().done(std::move(*result));
       } catch (...) {
         if (!first) first = std::current_exception();
       }
