@@ -203,10 +203,23 @@ TEMPLATE_TEST_CASE("HybridClock: the maximum offset check", "[hybrid]", pods::Th
           HybridTimestamp{1'000'500, 5});
   }
   SECTION("a zero max_offset checks nothing") {
-    pods::HybridClock<pods::ManualClock, TestType> hlc(manual);
+    pods::HybridClock<pods::ManualClock, TestType> hlc(manual, 0ns);
     CHECK(hlc.max_offset() == 0ns);
     CHECK(hlc.update({4'000'000'000'000'000'000, 1}) ==
           HybridTimestamp{4'000'000'000'000'000'000, 2});
+  }
+  SECTION("by default 500 ms: a timestamp years ahead is refused, 500 ms ahead accepted") {
+    using Clock = pods::HybridClock<pods::ManualClock, TestType>;
+    STATIC_REQUIRE(Clock::default_max_offset == 500ms);
+    Clock hlc(manual);
+    CHECK(hlc.max_offset() == 500ms);
+    const HybridTimestamp before = hlc.now();
+    // One bad message: a peer whose clock reads the year 2096.
+    CHECK_THROWS_AS(hlc.update({4'000'000'000'000'000'000, 1}), pods::ClockOffsetError);
+    CHECK_THROWS_AS(hlc.update({1'000'000 + 500'000'001, 0}), pods::ClockOffsetError);
+    CHECK(hlc.last() == before);
+    CHECK(hlc.update({1'000'000 + 500'000'000, 0}) == HybridTimestamp{501'000'000, 1});
+    CHECK(pods::HybridClock<>{}.max_offset() == 500ms);
   }
   SECTION("a negative max_offset is refused, naming the argument") {
     using Clock = pods::HybridClock<pods::ManualClock, TestType>;
@@ -214,7 +227,7 @@ TEMPLATE_TEST_CASE("HybridClock: the maximum offset check", "[hybrid]", pods::Th
     CHECK_THROWS_WITH(Clock(manual, -1ns), Catch::Contains("max_offset"));
   }
   SECTION("the wall part cannot pass INT64_MAX: overflow_error, nothing changes") {
-    pods::HybridClock<pods::ManualClock, TestType> hlc(manual);
+    pods::HybridClock<pods::ManualClock, TestType> hlc(manual, 0ns);
     constexpr auto top = std::numeric_limits<std::int64_t>::max();
     CHECK(hlc.update({top, logical_max - 1}) == HybridTimestamp{top, logical_max});
     CHECK_THROWS_AS(hlc.now(), std::overflow_error);

@@ -19,6 +19,11 @@
 //                during the call, and never further ahead of it than the largest received
 //                offset. The logical part never wraps: at its maximum the wall part moves
 //                forward 1 ns and logical restarts at 0.
+//                By default update() refuses a timestamp more than default_max_offset
+//                (500 ms, CockroachDB's default) ahead of the physical clock, so one peer
+//                with a broken clock (or one corrupt message) cannot move this clock, and
+//                every clock it talks to, years ahead for good; max_offset = 0 turns the
+//                check off.
 // Not provided:  Detection of concurrent events (use VersionVector). Bounded skew between
 //                nodes (that is the operator's NTP; max_offset only refuses timestamps too
 //                far ahead). Wall times outside the int64 nanosecond range (years 1677-2262).
@@ -33,8 +38,9 @@
 //                Thread-compatible with SingleThreaded.
 // Errors:        The constructor throws std::invalid_argument when max_offset < 0. update()
 //                throws pods::ClockOffsetError, changing nothing, when max_offset is non-zero
-//                and received.wall_ns - pt > max_offset. now() and update() throw
-//                std::overflow_error, changing nothing, if the wall part would pass INT64_MAX.
+//                (the default is 500 ms) and received.wall_ns - pt > max_offset. now() and update()
+//                throw std::overflow_error, changing nothing, if the wall part would pass
+//                INT64_MAX.
 // Cost:          now(): one physical clock read plus one 16-byte compare-exchange (retried
 //                only when another thread won the race). No allocation. When the clock
 //                offers now_unordered() (TscClock does), that cheaper read is used: the
@@ -186,10 +192,15 @@ inline bool hlc_cas(HlcWord* word, HlcWord& expected, HlcWord desired) noexcept 
 template <PhysicalClock Clock = SystemClock, Threading T = ThreadSafe>
 class HybridClock {
  public:
+  // The maximum offset a clock constructed without one checks: CockroachDB's default.
+  static constexpr std::chrono::nanoseconds default_max_offset{500'000'000};
+
   // Creates a fresh clock (l = 0, c = 0) reading `clock`. A non-zero `max_offset` makes
-  // update() refuse timestamps more than max_offset ahead of the physical clock. Retains a
-  // copy of `clock`. Throws std::invalid_argument when max_offset is negative.
-  explicit HybridClock(Clock clock = Clock(), std::chrono::nanoseconds max_offset = {})
+  // update() refuse timestamps more than max_offset ahead of the physical clock; zero turns
+  // the check off. Retains a copy of `clock`. Throws std::invalid_argument when max_offset
+  // is negative.
+  explicit HybridClock(Clock clock = Clock(),
+                       std::chrono::nanoseconds max_offset = default_max_offset)
       : clock_(std::move(clock)), max_offset_(max_offset) {
     if (max_offset.count() < 0) {
       throw std::invalid_argument("HybridClock: max_offset must not be negative, got " +
