@@ -441,12 +441,12 @@ void pipeline_send_receive(benchmark::State& state) {
 // IdempotentReceiver: execute a new request (acknowledging the previous one), then retry it.
 void idempotent_execute_and_retry(benchmark::State& state) {
   pods::IdempotentReceiver<std::uint64_t, std::uint64_t, std::uint64_t> receiver(60s, 64);
-  receiver.register_client(1);
+  const auto session = receiver.register_client(1);
   std::uint64_t seq = 0;
   for (auto _ : state) {
     ++seq;
-    benchmark::DoNotOptimize(receiver.execute(1, seq, seq, [seq] { return seq; }));
-    benchmark::DoNotOptimize(receiver.execute(1, seq, seq, [seq] { return seq + 1; }));
+    benchmark::DoNotOptimize(receiver.execute(session, seq, seq, [seq] { return seq; }));
+    benchmark::DoNotOptimize(receiver.execute(session, seq, seq, [seq] { return seq + 1; }));
   }
   state.SetItemsProcessed(state.iterations());
 }

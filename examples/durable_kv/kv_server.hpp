@@ -192,7 +192,8 @@ class Server {
       case Op::hello:
         // A known client keeps its session: a reconnect after a crash must not forget the
         // answers the receiver holds for it.
-        if (clients_.insert(r.client).second) receiver_.register_client(r.client);
+        if (!clients_.contains(r.client))
+          clients_.emplace(r.client, receiver_.register_client(r.client));
         c.done(Response{});
         return;
       case Op::put:
@@ -211,7 +212,12 @@ class Server {
   }
 
   void put(Request& r, Done done) {
-    auto outcome = receiver_.execute(r.client, r.seq, r.acked_below, [&] {
+    const auto session = clients_.find(r.client);
+    if (session == clients_.end()) {
+      done(refused(pods::Errc::unknown_client));
+      return;
+    }
+    auto outcome = receiver_.execute(session->second, r.seq, r.acked_below, [&] {
       // First time this (client, seq) is seen: stamp it and append it to the log.
       LogRecord record{r.client, r.seq, std::move(r.key), std::move(r.value), clock_.now()};
       const std::uint64_t index = wal_.append(record);
@@ -374,10 +380,10 @@ class Server {
     wal_.sync();
     durable_index_ = wal_.last_index();
     for (const auto& [client, last] : last_put_) {
-      clients_.insert(client);
-      receiver_.register_client(client);
+      const auto session = receiver_.register_client(client);
+      clients_.insert_or_assign(client, session);
       const Written w = last.second;
-      (void)receiver_.execute(client, last.first, last.first, [w] { return w; });
+      (void)receiver_.execute(session, last.first, last.first, [w] { return w; });
     }
     stats_.log_bytes = log_bytes();
     low_water_mark_.snapshot_taken(snapshot_index_);
@@ -404,7 +410,7 @@ class Server {
   pods::VersionedStore<std::string, std::string, HybridTimestamp> store_;
   std::set<std::string> keys_;
   pods::IdempotentReceiver<std::uint64_t, std::uint64_t, Written> receiver_;
-  std::set<std::uint64_t> clients_;
+  std::map<std::uint64_t, typename decltype(receiver_)::Session> clients_;  // client -> session
   std::map<std::uint64_t, std::pair<std::uint64_t, Written>> last_put_;  // client -> (seq, answer)
   pods::RequestWaitingList<Ticket, bool> waiting_;
   pods::RequestBatch<Pending> pending_;

@@ -3,35 +3,41 @@
 // Problem:       A client that gets no response retries, but the server may have executed
 //                the first attempt already (only the response was lost). Executing the retry
 //                again applies the change twice: a transfer moves money twice.
-// Solution:      Each client registers and numbers its requests (seq). The server remembers,
-//                per client, the response of every request it executed; a retry with the same
-//                (client, seq) gets the remembered response instead of a second execution.
+// Solution:      Each client registers, gets a session (client, id), and numbers its
+//                requests (seq) within it; every request carries the session. The server
+//                remembers, per client, the response of every request it executed; a retry
+//                with the same (session, seq) gets the remembered response instead of a second
+//                execution. A request of an older session of the client (a retry delayed past
+//                a re-registration, whose seq now means a different request) is refused.
 //                Every request also carries the client's lowest unacknowledged seq (every
 //                response below it has reached the client), so the server drops those
 //                responses; and a client silent for longer than the session timeout is
 //                forgotten. Memory is thereby bounded by live clients x window.
 // Guarantees:    fn runs at most once per (client, seq) of a session, also under concurrent
 //                retries: a retry that arrives while fn runs waits for it and returns the same
-//                response. At most max_window responses (cached or being computed) are kept
-//                per client; cached_responses() reports them.
+//                response. A request naming any session but the client's current one never
+//                runs fn and does not refresh the current session. At most max_window responses
+//                (cached or being computed) are kept per client; cached_responses() reports them.
 // Not provided:  Durability: the cache lives in memory (a node that restarts forgets it;
 //                persist it through a write-ahead log when that matters). Ordering of a
 //                client's requests (combine with a SingularUpdateQueue).
 // Thread safety: thread-safe. One mutex guards the sessions; fn runs without it, so clients
 //                do not wait for each other's work.
-// Errors:        execute returns Errc::unknown_client (never registered, or removed by
-//                expire_sessions), Errc::session_expired (idle for >= timeout; the session
-//                is removed), Errc::duplicate (seq below the client's acknowledged mark: its
-//                response was already delivered and dropped), Errc::full (the client has
-//                max_window unacknowledged requests), or Errc::failed (fn threw on the first
-//                attempt: the exception went to that attempt, retries get Errc::failed).
+// Errors:        execute returns Errc::unknown_client (never registered, removed by
+//                expire_sessions or unregister_client, or a session id this receiver never
+//                gave the client), Errc::session_expired (the session is not the client's
+//                current one: a newer registration replaced it; or it was idle for
+//                >= timeout, and is then removed), Errc::duplicate (seq below the client's
+//                acknowledged mark: its response was already delivered and dropped), Errc::full
+//                (the client has max_window unacknowledged requests), or Errc::failed (fn threw on
+//                the first attempt: the exception went to that attempt, retries get Errc::failed).
 //                A timeout <= 0 or max_window == 0 throw std::invalid_argument naming it.
 // Cost:          execute: O(log clients + log window) under the lock; one map node per
 //                cached response; a copy of the response for each caller.
 // Example:
 //   pods::IdempotentReceiver<std::string, std::uint64_t, Reply> receiver(30s, 64);
-//   receiver.register_client("c1");
-//   auto r = receiver.execute("c1", /*seq=*/7, /*lowest_unacknowledged=*/5,
+//   auto session = receiver.register_client("c1");      // the client keeps its session
+//   auto r = receiver.execute(session, /*seq=*/7, /*lowest_unacknowledged=*/5,
 //                             [&] { return store.apply(request); });  // runs once for seq 7
 //   receiver.expire_sessions();                        // from a periodic tick
 #pragma once
@@ -91,18 +97,23 @@ class IdempotentReceiver {
     return Session{std::move(client), id};
   }
 
-  // Runs fn() for (client, seq) unless it ran before, and returns its response; a retry gets
-  // the cached response (a copy). First drops the client's responses with seq below
+  // Runs fn() for (session, seq) unless it ran before, and returns its response; a retry
+  // gets the cached response (a copy). Refuses a session that is not the client's current
+  // one (Errc::session_expired for an older one, Errc::unknown_client for one never given
+  // to the client). First drops the client's responses with seq below
   // `lowest_unacknowledged`. Returns an Errc as listed in the header comment. fn runs without
   // the lock; its exception propagates to this caller (retries then get Errc::failed).
   template <class Fn>
   requires std::is_convertible_v<std::invoke_result_t<Fn&>, Response> Outcome<Response> execute(
-      const ClientId& client, const Seq& seq, const Seq& lowest_unacknowledged, Fn&& fn) {
+      const Session& session, const Seq& seq, const Seq& lowest_unacknowledged, Fn&& fn) {
     const auto now = clock_.now();
     std::unique_lock lock(mutex_);
-    auto it = sessions_.find(client);
+    auto it = sessions_.find(session.client);
     if (it == sessions_.end()) return Errc::unknown_client;
     std::shared_ptr<ClientState> state = it->second;
+    // Ids grow with every registration, so an id below the current one is an older session.
+    if (session.id != state->session)
+      return session.id < state->session ? Errc::session_expired : Errc::unknown_client;
     if (now - state->last_seen >= timeout_) {
       sessions_.erase(it);
       return Errc::session_expired;
