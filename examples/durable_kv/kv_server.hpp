@@ -367,6 +367,7 @@ class Server {
     if (snapshots_.last_index() >= snapshots_.first_index()) {
       load_snapshot(snapshots_.read(snapshots_.last_index())->payload);
     }
+    check_log_meets_snapshot();
     for (const auto& [index, record] :
          wal_.replay(std::max(snapshot_index_ + 1, wal_.first_index()))) {
       clock_.update(record.ts);
@@ -387,6 +388,39 @@ class Server {
     }
     stats_.log_bytes = log_bytes();
     low_water_mark_.snapshot_taken(snapshot_index_);
+  }
+
+  // Throws CorruptionError unless the log holds every entry after the snapshot: it must
+  // start at or before snapshot_index_ + 1 (else entries between were deleted, and the
+  // snapshot that covered them is gone) and reach snapshot_index_ (else the next appends would
+  // take indices the snapshot already covers, and a later recovery would skip them).
+  void check_log_meets_snapshot() const {
+    const std::uint64_t first = wal_.first_index();
+    const std::uint64_t last = wal_.last_index();
+    const std::string snapshot =
+        snapshots_.last_index() >= snapshots_.first_index()
+            ? "the newest snapshot (entry " + std::to_string(snapshots_.last_index()) +
+                  " of the snapshot log, " +
+                  snapshots_.storage().name(snapshots_.locate(snapshots_.last_index())->segment) +
+                  ")"
+            : "no snapshot";
+    const std::string file = wal_.log().storage().name(wal_.log().segments().front().first_index);
+    if (first > snapshot_index_ + 1) {
+      throw pods::CorruptionError(
+          file, 0,
+          "the write-ahead log starts at index " + std::to_string(first) + " but " + snapshot +
+              " covers entries up to index " + std::to_string(snapshot_index_) + ": log entries " +
+              std::to_string(snapshot_index_ + 1) + " to " + std::to_string(first - 1) +
+              " are missing (a newer snapshot was lost); refusing to start");
+    }
+    if (last < snapshot_index_) {
+      throw pods::CorruptionError(
+          file, 0,
+          "the write-ahead log ends at index " + std::to_string(last) + " but " + snapshot +
+              " covers entries up to index " + std::to_string(snapshot_index_) + ": log entries " +
+              std::to_string(last + 1) + " to " + std::to_string(snapshot_index_) +
+              " are missing; refusing to start");
+    }
   }
 
   std::uint64_t log_bytes() const {
