@@ -6,10 +6,11 @@
 // restarts it on the same directory, and at the end checks the server against the clients'
 // own record: every acknowledged put is present with its value and timestamp, no retried
 // put was applied twice, and every read at a past timestamp answers as it did before.
-// Exit status: 0 when nothing was lost, 1 otherwise, 2 for bad flags.
+// Exit status: 0 when nothing was lost, 1 otherwise, 2 for bad flags or a data directory it
+// refuses (one that is not empty and was not made by durable_kv).
 //
 //   durable_kv [--clients N] [--duration S] [--crash-interval S] [--dir PATH]
-//              [--value-size BYTES] [--seed N] [--keep]
+//              [--value-size BYTES] [--seed N] [--keep] [--help]
 #include "kv_server.hpp"
 #include "workload.hpp"
 
@@ -25,6 +26,7 @@
 #include <atomic>
 #include <charconv>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
@@ -93,7 +95,20 @@ sockaddr_un socket_address(const fs::path& path) {
 
 // ---- the server process -------------------------------------------------------------------
 
+[[noreturn]] void serve_on(const fs::path& dir, int ready_fd);
+
+// Runs the server on `dir` until it is killed. It exits with status 3 when it cannot start
+// (recovery refused the data, the socket failed).
 [[noreturn]] void serve(const fs::path& dir, int ready_fd) {
+  try {
+    serve_on(dir, ready_fd);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "durable_kv server: cannot start on %s: %s\n", dir.c_str(), e.what());
+    std::_Exit(3);
+  }
+}
+
+[[noreturn]] void serve_on(const fs::path& dir, int ready_fd) {
   const auto started = Clock::now();
   kv::Server<pods::FileStorage> server(pods::FileStorage(dir / "log"),
                                        pods::FileStorage(dir / "snapshots"), kv::ServerOptions{});
@@ -198,18 +213,30 @@ class ServerHandle {
     return {static_cast<double>(us) / 1000.0, entries};
   }
 
+  ServerHandle(const ServerHandle&) = delete;
+  ServerHandle& operator=(const ServerHandle&) = delete;
+  ~ServerHandle() { kill(); }
+
   // Kills the server process with SIGKILL (no chance to flush anything) and reaps it.
-  void kill() {
+  // Returns how it ended when that was not this SIGKILL ("exited with status 4"), else "".
+  std::string kill() {
     pid_t pid;
     {
       std::lock_guard lock(m_);
       pid = pid_;
       pid_ = -1;
     }
-    if (pid > 0) {
+    if (pid <= 0) return {};
+    int status = 0;
+    pid_t reaped = ::waitpid(pid, &status, WNOHANG);  // did it end on its own?
+    if (reaped == 0) {
       ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
+      ::waitpid(pid, &status, 0);
+      return {};
     }
+    if (reaped < 0) return {};
+    if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+    return "was killed by signal " + std::to_string(WTERMSIG(status));
   }
 
   // Ends the run: clients waiting for a server give up.
@@ -313,50 +340,166 @@ struct Totals {
   }
 };
 
+// Returns `v` in the shortest form ("0.1", "604800").
+std::string decimal(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
+constexpr const char* kUsage =
+    "usage: durable_kv [--clients N] [--duration SECONDS] [--crash-interval SECONDS]\n"
+    "                  [--dir PATH] [--value-size BYTES] [--seed N] [--keep] [--help]\n";
+
+// The limits of the flags. A crash and restart takes tens of milliseconds (the restart
+// replays the log); below kMinCrashInterval a server would spend its life recovering.
+constexpr int kMaxClients = 256;
+constexpr std::uint64_t kMaxValueSize = 1 << 20;
+constexpr double kMaxDuration = 7 * 24 * 3600.0;
+constexpr double kMinCrashInterval = 0.1;
+
+// The file that marks a data directory as one durable_kv made: only such a directory (or an
+// empty one) is used, because a run deletes what it wrote there.
+constexpr const char* kMarker = ".durable_kv";
+
 [[noreturn]] void usage(const std::string& error) {
-  std::fprintf(stderr,
-               "durable_kv: %s\n"
-               "usage: durable_kv [--clients N] [--duration SECONDS] [--crash-interval SECONDS]\n"
-               "                  [--dir PATH] [--value-size BYTES] [--seed N] [--keep]\n",
-               error.c_str());
+  std::fprintf(stderr, "durable_kv: %s\n%s", error.c_str(), kUsage);
   std::exit(2);
+}
+
+[[noreturn]] void help() {
+  std::printf(
+      "durable_kv: a crash-proof key-value server and its SIGKILL crash test.\n%s\n"
+      "  --clients N            client threads, 1 to %d (default 4)\n"
+      "  --duration SECONDS     how long the clients run, more than 0 (default 20)\n"
+      "  --crash-interval SECONDS  mean time between SIGKILLs, at least %.1f (default 3)\n"
+      "  --dir PATH             data directory: new, empty, or made by an earlier run\n"
+      "                         (default: a fresh one under the temporary directory)\n"
+      "  --value-size BYTES     bytes per value, 0 to %llu (default 64)\n"
+      "  --seed N               seed of the workload and the crash schedule (default 1)\n"
+      "  --keep                 keep the data directory's contents at the end\n"
+      "exit status: 0 nothing lost, 1 a violation or a failure, 2 bad flags or directory\n",
+      kUsage, kMaxClients, kMinCrashInterval, static_cast<unsigned long long>(kMaxValueSize));
+  std::exit(0);
 }
 
 Options parse(int argc, char** argv) {
   Options o;
-  auto number = [&](int& i, const char* name) {
+  auto value = [&](int& i, const char* name) -> std::string {
     if (i + 1 >= argc) usage(std::string(name) + " needs a value");
+    return argv[++i];
+  };
+  // Parses a decimal integer in [lo, hi]; anything else (a sign, a fraction, trailing
+  // characters, a value out of range) is refused before any conversion.
+  auto integer = [&](int& i, const char* name, std::uint64_t lo, std::uint64_t hi) {
+    const std::string text = value(i, name);
+    std::uint64_t v = 0;
+    const char* end = text.data() + text.size();
+    const auto [p, ec] = std::from_chars(text.data(), end, v);
+    if (ec == std::errc::result_out_of_range ||
+        (ec == std::errc{} && p == end && (v < lo || v > hi)))
+      usage(std::string(name) + ": " + text + " is out of range [" + std::to_string(lo) + ", " +
+            std::to_string(hi) + "]");
+    if (ec != std::errc{} || p != end || text.empty())
+      usage(std::string(name) + ": not a non-negative integer: " + text);
+    return v;
+  };
+  // Parses a finite number of seconds in [lo, hi].
+  auto seconds = [&](int& i, const char* name, double lo, double hi) {
+    const std::string text = value(i, name);
     char* end = nullptr;
-    const double v = std::strtod(argv[++i], &end);
-    if (end == argv[i] || *end != '\0' || v < 0)
-      usage(std::string(name) + ": not a non-negative number: " + argv[i]);
+    const double v = std::strtod(text.c_str(), &end);
+    if (text.empty() || *end != '\0' || !std::isfinite(v))
+      usage(std::string(name) + ": not a number of seconds: " + text);
+    if (v < lo || v > hi) {
+      usage(std::string(name) + ": " + text + " s is out of range [" + decimal(lo) + ", " +
+            decimal(hi) + "]");
+    }
     return v;
   };
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
-    if (a == "--clients")
-      o.clients = static_cast<int>(number(i, "--clients"));
-    else if (a == "--duration")
-      o.duration_s = number(i, "--duration");
-    else if (a == "--crash-interval")
-      o.crash_interval_s = number(i, "--crash-interval");
-    else if (a == "--value-size")
-      o.value_size = static_cast<std::size_t>(number(i, "--value-size"));
+    if (a == "--help" || a == "-h")
+      help();
+    else if (a == "--clients")
+      o.clients = static_cast<int>(integer(i, "--clients", 1, kMaxClients));
+    else if (a == "--duration") {
+      o.duration_s = seconds(i, "--duration", 0, kMaxDuration);
+      if (o.duration_s <= 0) usage("--duration must be more than 0 s: a run of 0 s tests nothing");
+    } else if (a == "--crash-interval") {
+      o.crash_interval_s = seconds(i, "--crash-interval", 0, kMaxDuration);
+      if (o.crash_interval_s < kMinCrashInterval) {
+        usage("--crash-interval must be at least " + decimal(kMinCrashInterval) +
+              " s: a crash and restart take tens of milliseconds, so a server would spend its "
+              "life recovering");
+      }
+    } else if (a == "--value-size")
+      o.value_size = static_cast<std::size_t>(integer(i, "--value-size", 0, kMaxValueSize));
     else if (a == "--seed")
-      o.seed = static_cast<std::uint64_t>(number(i, "--seed"));
+      o.seed = integer(i, "--seed", 0, UINT64_MAX);
     else if (a == "--keep")
       o.keep = true;
     else if (a == "--dir") {
-      if (i + 1 >= argc) usage("--dir needs a value");
-      o.dir = argv[++i];
+      o.dir = value(i, "--dir");
+      if (o.dir.empty()) usage("--dir needs a non-empty path");
     } else
       usage("unknown argument " + a);
   }
-  if (o.clients < 1) usage("--clients must be at least 1");
-  if (o.crash_interval_s <= 0) usage("--crash-interval must be positive");
   if (o.dir.empty())
     o.dir = fs::temp_directory_path() / ("pods-durable-kv-" + std::to_string(::getpid()));
+  if ((o.dir / "kv.sock").string().size() >= sizeof(sockaddr_un{}.sun_path))
+    usage("--dir " + o.dir.string() + ": the path is too long for the server's socket");
   return o;
+}
+
+// Removes what a run writes into the data directory (the marker stays).
+void remove_run_files(const fs::path& dir) {
+  fs::remove_all(dir / "log");
+  fs::remove_all(dir / "snapshots");
+  fs::remove(dir / "kv.sock");
+}
+
+// Makes `dir` ready for a run: creates it when missing, adopts it when empty, clears what an
+// earlier run left when it holds the marker, and refuses any other directory (exit 2), so
+// that a mistyped --dir never loses a user's files. Writes the marker. Returns true when it
+// created the directory.
+bool prepare_dir(const fs::path& dir) {
+  bool created = false;
+  try {
+    const fs::file_status st = fs::status(dir);
+    if (!fs::exists(st)) {
+      fs::create_directories(dir);
+      created = true;
+    } else if (!fs::is_directory(st)) {
+      usage("--dir " + dir.string() + " exists and is not a directory");
+    } else if (fs::exists(dir / kMarker)) {
+      remove_run_files(dir);
+    } else if (!fs::is_empty(dir)) {
+      usage("--dir " + dir.string() + " is not empty and was not made by durable_kv (it has no " +
+            kMarker +
+            " file); refusing to use it, because a run deletes the data directory's contents. "
+            "Give a new or an empty directory.");
+    }
+    std::FILE* marker = std::fopen((dir / kMarker).c_str(), "w");
+    if (marker == nullptr || std::fputs("a durable_kv data directory\n", marker) < 0 ||
+        std::fclose(marker) != 0) {
+      throw fs::filesystem_error("cannot write the marker file", dir / kMarker,
+                                 std::error_code(errno, std::generic_category()));
+    }
+  } catch (const fs::filesystem_error& e) {
+    usage("--dir " + dir.string() + ": " + e.what());
+  }
+  return created;
+}
+
+// Removes what the run wrote (and the directory itself when the run created it).
+void clean_dir(const fs::path& dir, bool created) {
+  std::error_code ec;
+  fs::remove_all(dir / "log", ec);
+  fs::remove_all(dir / "snapshots", ec);
+  fs::remove(dir / "kv.sock", ec);
+  fs::remove(dir / kMarker, ec);
+  if (created) fs::remove(dir, ec);  // only when empty
 }
 
 double seconds_since(Clock::time_point t) {
@@ -368,21 +511,34 @@ double seconds_since(Clock::time_point t) {
 int main(int argc, char** argv) {
   if (argc >= 4 && std::string(argv[1]) == "--serve") serve(argv[2], std::atoi(argv[3]));
   const Options o = parse(argc, argv);
-  std::error_code ec;
-  fs::remove_all(o.dir, ec);
-  fs::create_directories(o.dir);
+  const bool created_dir = prepare_dir(o.dir);
 
   std::printf(
-      "durable_kv: %d clients, %.0f s, a SIGKILL every ~%.1f s, values of %zu bytes, seed %llu\n",
+      "durable_kv: %d clients, %g s, a SIGKILL every ~%g s, values of %zu bytes, seed %llu\n",
       o.clients, o.duration_s, o.crash_interval_s, o.value_size,
       static_cast<unsigned long long>(o.seed));
   std::printf("data directory: %s\n\n", o.dir.c_str());
 
   ServerHandle server(o.dir);
   std::vector<double> recoveries;
-  auto [first_ms, first_entries] = server.start();
+  double first_ms = 0;
+  try {
+    first_ms = server.start().first;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "durable_kv: %s\n", e.what());
+    if (!o.keep) clean_dir(o.dir, created_dir);
+    return 1;
+  }
   std::printf("[%5.1f s] server started (empty directory, ready in %.1f ms)\n", 0.0, first_ms);
-  (void)first_entries;
+  // The shortest gap between two crashes (half the interval) must leave room for at least
+  // two starts on this machine, or the server would spend its lives recovering.
+  if (0.5 * o.crash_interval_s < 2 * first_ms / 1000) {
+    server.kill();
+    if (!o.keep) clean_dir(o.dir, created_dir);
+    usage("--crash-interval " + decimal(o.crash_interval_s) + ": a server start took " +
+          decimal(first_ms) + " ms on this machine; the interval must be at least " +
+          decimal(4 * first_ms / 1000) + " s");
+  }
 
   kv::WorkloadOptions workload;
   workload.value_size = o.value_size;
@@ -405,32 +561,53 @@ int main(int argc, char** argv) {
                                                   1.5 * o.crash_interval_s);
   int crashes = 0;
   Totals totals;
+  std::string failure;  // why the run stopped early (a server that failed or did not restart)
   // Collects the life's statistics, kills the server, restarts it and reports the recovery.
+  // Returns false (and sets `failure`) when the server had exited on its own or does not
+  // start again.
   auto crash = [&](const char* label) {
     if (auto s = life_stats(server)) totals.add(*s);
-    server.kill();
+    if (const std::string exit = server.kill(); !exit.empty()) {
+      failure = "the server process " + exit + " before it was killed (see its message above)";
+      return false;
+    }
     ++crashes;
-    auto [ms, entries] = server.start();
-    recoveries.push_back(ms);
-    std::printf(
-        "[%5.1f s] %s %d: server SIGKILLed; restarted, replayed %llu log entries, ready "
-        "in %.1f ms\n",
-        seconds_since(begin), label, crashes, static_cast<unsigned long long>(entries), ms);
+    try {
+      auto [ms, entries] = server.start();
+      recoveries.push_back(ms);
+      std::printf(
+          "[%5.1f s] %s %d: server SIGKILLed; restarted, replayed %llu log entries, ready "
+          "in %.1f ms\n",
+          seconds_since(begin), label, crashes, static_cast<unsigned long long>(entries), ms);
+    } catch (const std::exception& e) {
+      failure = e.what();
+      return false;
+    }
     std::fflush(stdout);
+    return true;
   };
-  for (double next = interval(rng); next < o.duration_s; next += interval(rng)) {
+  bool running = true;
+  for (double next = interval(rng); running && next < o.duration_s; next += interval(rng)) {
     std::this_thread::sleep_until(begin + std::chrono::duration<double>(next));  // a schedule
-    crash("crash");
+    running = crash("crash");
   }
-  std::this_thread::sleep_until(begin + std::chrono::duration<double>(o.duration_s));
+  if (running) std::this_thread::sleep_until(begin + std::chrono::duration<double>(o.duration_s));
   stop = true;
+  if (!running) server.finish();  // clients waiting for a restart give up
   for (auto& t : clients)
     t.join();
   const double elapsed = seconds_since(begin);
 
   // One more crash and recovery before verifying, so the verdict is about what survived on
   // disk.
-  crash("final crash");
+  if (running) running = crash("final crash");
+  if (!running) {
+    server.finish();
+    server.kill();
+    std::printf("\nverdict: FAILED: %s\n", failure.c_str());
+    if (!o.keep) clean_dir(o.dir, created_dir);
+    return 1;
+  }
 
   std::printf("\nverifying against the clients' own record...\n");
   SocketConnection verifier(server);
@@ -486,11 +663,15 @@ int main(int argc, char** argv) {
               static_cast<unsigned long long>(verdict.changed_reads));
   for (const std::string& d : verdict.details)
     std::printf("  ! %s\n", d.c_str());
+  // A run in which no put was acknowledged tested nothing: it does not pass.
+  const bool passed = verdict.ok() && verdict.acknowledged > 0;
   std::printf("\nverdict: %llu acknowledged writes, %llu lost, %llu duplicated%s\n",
               static_cast<unsigned long long>(verdict.acknowledged),
               static_cast<unsigned long long>(verdict.lost),
               static_cast<unsigned long long>(verdict.duplicated),
-              verdict.ok() ? "" : "  -- FAILED");
-  if (!o.keep) fs::remove_all(o.dir, ec);
-  return verdict.ok() ? 0 : 1;
+              passed                      ? ""
+              : verdict.acknowledged == 0 ? "  -- FAILED: nothing was acknowledged, nothing tested"
+                                          : "  -- FAILED");
+  if (!o.keep) clean_dir(o.dir, created_dir);
+  return passed ? 0 : 1;
 }

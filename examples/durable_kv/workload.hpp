@@ -19,6 +19,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -172,7 +173,8 @@ struct Verdict {
   bool ok() const { return lost == 0 && duplicated == 0 && changed_reads == 0 && violations == 0; }
 };
 
-// Checks the server behind `conn` against the clients' ledgers.
+// Checks the server behind `conn` against the clients' ledgers. Throws std::runtime_error when
+// the server goes away and the connection cannot reconnect.
 template <Connection Conn>
 Verdict verify(Conn& conn, const std::vector<ClientLedger>& ledgers,
                const WorkloadOptions& options) {
@@ -180,7 +182,7 @@ Verdict verify(Conn& conn, const std::vector<ClientLedger>& ledgers,
   auto ask = [&](Request r) {
     for (;;) {
       if (auto response = conn.call(r)) return *response;
-      conn.reconnect();
+      if (!conn.reconnect()) throw std::runtime_error("the server went away during verification");
     }
   };
   auto note = [&](std::string s) {

@@ -7,7 +7,8 @@
 // the same directory again), checks that the second life sees the first life's map, and
 // prints "wal_kv: PASS".
 //
-// Usage: wal_kv [directory]   (default: a fresh temporary directory, removed at the end)
+// Usage: wal_kv [--help] [DIRECTORY]   (default: a fresh temporary directory, removed at the
+// end; a given directory is kept). Exit status: 0 PASS, 1 FAIL or an error, 2 bad arguments.
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
 #include <pods/storage/file_storage.hpp>
@@ -16,6 +17,8 @@
 #include <unistd.h>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -105,35 +108,73 @@ void print(const char* title, const KvStore& kv) {
     std::printf("  %s = %s\n", k.c_str(), v.c_str());
 }
 
+[[noreturn]] void usage(const std::string& error) {
+  std::fprintf(stderr, "wal_kv: %s\nusage: wal_kv [--help] [DIRECTORY]\n", error.c_str());
+  std::exit(2);
+}
+
+// Runs the two lives of the store on `dir`; returns whether the second saw the first's map.
+bool run(const std::filesystem::path& dir) {
+  std::map<std::string, std::string> before;
+  {
+    KvStore kv(dir);
+    print("life 1, after replay", kv);
+    kv.set("alice", "1");
+    kv.set("bob", "2");
+    kv.set("carol", "3");
+    kv.erase("bob");
+    kv.set("alice", "10");
+    for (int i = 0; i < 100; ++i)
+      kv.set("counter", std::to_string(i));  // rolls segments
+    print("life 1, after 105 changes", kv);
+    before = kv.map();
+  }  // the store is gone: a restart
+  std::printf("wal_kv: restarting\n");
+  KvStore kv(dir);
+  print("life 2, after replay", kv);
+  return kv.map() == before && kv.get("alice") == "10" && !kv.get("bob");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  const bool own_dir = argc < 2;
+  std::optional<std::filesystem::path> given;
+  bool options_done = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (!options_done && (a == "--help" || a == "-h")) {
+      std::printf(
+          "wal_kv: a key-value map rebuilt from its write-ahead log after a restart.\n"
+          "usage: wal_kv [--help] [DIRECTORY]\n"
+          "  DIRECTORY  the log directory, kept afterwards (default: a fresh temporary one,\n"
+          "             removed at the end); \"--\" before it when it starts with -\n");
+      return 0;
+    }
+    if (!options_done && a == "--") {
+      options_done = true;
+    } else if (!options_done && a.size() > 1 && a[0] == '-') {
+      usage("unknown option " + a);
+    } else if (given) {
+      usage("at most one directory, got " + given->string() + " and " + a);
+    } else if (a.empty()) {
+      usage("the directory must not be an empty path");
+    } else {
+      given = a;
+    }
+  }
+  const bool own_dir = !given;
   const std::filesystem::path dir = own_dir ? std::filesystem::temp_directory_path() /
                                                   ("pods_wal_kv_" + std::to_string(::getpid()) +
                                                    "_" + std::to_string(std::random_device{}()))
-                                            : std::filesystem::path(argv[1]);
+                                            : *given;
   std::printf("wal_kv: log directory %s\n", dir.c_str());
-  bool ok = true;
-  {
-    std::map<std::string, std::string> before;
-    {
-      KvStore kv(dir);
-      print("life 1, after replay", kv);
-      kv.set("alice", "1");
-      kv.set("bob", "2");
-      kv.set("carol", "3");
-      kv.erase("bob");
-      kv.set("alice", "10");
-      for (int i = 0; i < 100; ++i)
-        kv.set("counter", std::to_string(i));  // rolls segments
-      print("life 1, after 105 changes", kv);
-      before = kv.map();
-    }  // the store is gone: a restart
-    std::printf("wal_kv: restarting\n");
-    KvStore kv(dir);
-    print("life 2, after replay", kv);
-    ok = kv.map() == before && kv.get("alice") == "10" && !kv.get("bob");
+  bool ok = false;
+  try {
+    ok = run(dir);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "wal_kv: %s\n", e.what());
+    if (own_dir) std::filesystem::remove_all(dir);
+    return 1;
   }
   if (own_dir) std::filesystem::remove_all(dir);
   std::printf(ok ? "wal_kv: PASS: the map was rebuilt from the log\n"
