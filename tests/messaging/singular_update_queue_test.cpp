@@ -4,18 +4,28 @@
 
 #include <array>
 #include <atomic>
+#include <csignal>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <future>
 #include <latch>
 #include <memory>
 #include <new>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
+
+#if defined(__unix__)
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
 
 #if defined(__has_feature)
 #if __has_feature(thread_sanitizer)
@@ -482,3 +492,168 @@ TEST_CASE("SingularUpdateQueue: the queue policy concept", "[singular_update_que
   STATIC_REQUIRE(pods::MpscQueue<pods::MutexQueue<Item>, Item>);
   STATIC_REQUIRE_FALSE(pods::MpscQueue<std::vector<Item>, Item>);
 }
+
+TEMPLATE_TEST_CASE(
+    "SingularUpdateQueue: a done taking an exception_ptr gets the handler's exception",
+    "[singular_update_queue][threads]", Rings, Mutex) {
+  typename TestType::template queue<int, IntHandler> queue([](int x) {
+    if (x < 0) throw std::runtime_error("negative request " + std::to_string(x));
+    return x;
+  });
+  using Answer = std::pair<pods::Outcome<int>, std::exception_ptr>;
+  std::promise<Answer> failed;
+  std::promise<Answer> succeeded;
+  queue.submit(-5, [&](pods::Outcome<int> r, std::exception_ptr e) {
+    failed.set_value({r, std::move(e)});
+  });
+  queue.submit(6, [&](pods::Outcome<int> r, std::exception_ptr e) {
+    succeeded.set_value({r, std::move(e)});
+  });
+  Answer bad = failed.get_future().get();
+  Answer good = succeeded.get_future().get();
+  queue.stop();  // see above: drop the exception only after the join
+  CHECK(bad.first == pods::Errc::failed);
+  REQUIRE(bad.second != nullptr);
+  CHECK_THROWS_WITH(std::rethrow_exception(bad.second), "negative request -5");
+  CHECK(good.first == pods::Outcome<int>(6));
+  CHECK(good.second == nullptr);
+  // After stop(): Errc::closed at once, on this thread, without an exception.
+  std::optional<Answer> closed;
+  queue.submit(7, [&](pods::Outcome<int> r, std::exception_ptr e) { closed.emplace(r, e); });
+  REQUIRE(closed);
+  CHECK(closed->first == pods::Errc::closed);
+  CHECK(closed->second == nullptr);
+  std::optional<Answer> refused;
+  CHECK(queue.try_submit(8, [&](pods::Outcome<int> r, std::exception_ptr e) {
+    refused.emplace(r, e);
+  }) == pods::Errc::closed);
+  CHECK_FALSE(refused);
+}
+
+#if defined(__unix__)
+namespace {
+// What a forked child did: whether it died of SIGABRT, and what it wrote to stderr.
+struct ChildEnd {
+  bool aborted = false;
+  int status = 0;
+  std::string stderr_text;
+};
+
+// Runs `body` in a forked child whose stderr is captured; a child still running after 20 s
+// is ended by SIGALRM (a hang fails the test instead of hanging it).
+template <class Body>
+ChildEnd run_in_child(Body body) {
+  int fds[2];
+  REQUIRE(::pipe(fds) == 0);
+  std::fflush(nullptr);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    ::dup2(fds[1], 2);
+    ::close(fds[1]);
+    const int devnull = ::open("/dev/null", O_WRONLY);
+    if (devnull >= 0) ::dup2(devnull, 1);
+    std::signal(SIGABRT, SIG_DFL);  // not the test framework's handler
+    ::alarm(20);
+    body();
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  ChildEnd end;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;)
+    end.stderr_text.append(buffer, static_cast<std::size_t>(n));
+  ::close(fds[0]);
+  REQUIRE(::waitpid(pid, &end.status, 0) == pid);
+  end.aborted = WIFSIGNALED(end.status) && WTERMSIG(end.status) == SIGABRT;
+  return end;
+}
+
+// Blocks the calling thread of a child until the child ends.
+[[noreturn, maybe_unused]] void wait_forever() {
+  for (;;)
+    ::pause();
+}
+}  // namespace
+
+// The three misuses fork a child that starts the worker thread; under ThreadSanitizer a
+// child of a process with threads is not supported, so the sanitizer build skips them.
+#ifndef PODS_TEST_TSAN
+TEMPLATE_TEST_CASE(
+    "SingularUpdateQueue: destroying the queue from its handler aborts with a message",
+    "[singular_update_queue][threads][death]", Rings, Mutex) {
+  using Q = typename TestType::template queue<int, IntHandler>;
+  const ChildEnd end = run_in_child([] {
+    Q* queue = nullptr;
+    queue = new Q([&queue](int x) {
+      delete queue;
+      return x;
+    });
+    queue->submit(1, [](pods::Outcome<int>) {});
+    wait_forever();
+  });
+  CHECK(end.aborted);
+  CHECK_THAT(end.stderr_text, Catch::Contains("SingularUpdateQueue misuse") &&
+                                  Catch::Contains("destroyed from its own worker"));
+}
+
+TEMPLATE_TEST_CASE("SingularUpdateQueue: submit().get() from its own handler aborts with a message",
+                   "[singular_update_queue][threads][death]", Rings, Mutex) {
+  using Q = typename TestType::template queue<int, IntHandler>;
+  const ChildEnd end = run_in_child([] {
+    std::unique_ptr<Q> queue;
+    queue = std::make_unique<Q>([&queue](int x) { return x > 0 ? queue->submit(-x).get() : x; });
+    queue->submit(1, [](pods::Outcome<int>) {});
+    wait_forever();
+  });
+  CHECK(end.aborted);
+  CHECK_THAT(end.stderr_text, Catch::Contains("SingularUpdateQueue misuse") &&
+                                  Catch::Contains("std::future was called from the queue's own "
+                                                  "worker"));
+}
+
+TEMPLATE_TEST_CASE(
+    "SingularUpdateQueue: a blocking submit on its own full queue aborts with a message",
+    "[singular_update_queue][threads][death]", Rings, Mutex) {
+  using Q = typename TestType::template queue<int, IntHandler>;
+  const ChildEnd end = run_in_child([] {
+    std::unique_ptr<Q> queue;
+    queue = std::make_unique<Q>(
+        [&queue](int x) {
+          // The request being handled still holds the only unit of capacity.
+          if (x > 0) queue->submit(-x, [](pods::Outcome<int>) {});
+          return x;
+        },
+        1);
+    queue->submit(1, [](pods::Outcome<int>) {});
+    wait_forever();
+  });
+  CHECK(end.aborted);
+  CHECK_THAT(end.stderr_text, Catch::Contains("SingularUpdateQueue misuse") &&
+                                  Catch::Contains("found the queue full"));
+}
+#endif
+
+TEMPLATE_TEST_CASE("SingularUpdateQueue: the callback forms work from the handler itself",
+                   "[singular_update_queue][threads]", Rings, Mutex) {
+  using Q = typename TestType::template queue<int, IntHandler>;
+  std::unique_ptr<Q> queue;
+  std::vector<int> seen;  // touched only by the worker until the join
+  Counter answered;
+  queue = std::make_unique<Q>(
+      [&](int x) {
+        seen.push_back(x);
+        if (x == 1) {
+          // Unbounded: a blocking submit from the worker never waits.
+          queue->submit(2, [&](pods::Outcome<int>) { answered.add(); });
+        }
+        return x;
+      },
+      0);
+  queue->submit(1, [&](pods::Outcome<int>) { answered.add(); });
+  answered.wait_for(2);
+  queue.reset();
+  CHECK(seen == std::vector<int>{1, 2});
+}
+#endif

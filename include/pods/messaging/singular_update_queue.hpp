@@ -14,8 +14,9 @@
 //                total order that keeps each producer's submission order. Every accepted
 //                request is answered exactly once, also when stop() is called with work
 //                queued. A handler exception reaches that request's future (the callback
-//                gets Errc::failed) and nothing else; the worker goes on. With a capacity,
-//                at most `capacity` accepted requests wait (blocking submit, refusing
+//                gets Errc::failed, and the exception itself when it takes a second,
+//                std::exception_ptr parameter) and nothing else; the worker goes on. With a
+//                capacity, at most `capacity` accepted requests wait (blocking submit, refusing
 //                try_submit). The callback form allocates nothing per request once warm when
 //                `done` fits 24 bytes (a lambda capturing up to three pointers).
 // Not provided:  An order between requests of different producers beyond "some total order"
@@ -23,14 +24,21 @@
 //                another thread; use one producer, or MutexQueue, when that matters).
 //                Priorities; cancellation of an accepted request.
 // Thread safety: thread-safe: submit, try_submit and stop from any thread. The handler and
-//                the `done` callbacks run on the worker thread. Do not call a blocking submit
-//                on a full queue, or the destructor, from the handler or a `done` callback:
-//                the worker would wait for itself. stop() from the worker closes the queue and
-//                returns without joining.
+//                the `done` callbacks run on the worker thread. From the worker (the handler
+//                or a `done` callback) the callback forms and stop() may be called (stop()
+//                then closes the queue and returns without joining); three calls would make
+//                the worker wait for itself or run on inside a destroyed queue, and abort the
+//                program with a message naming the mistake instead: the destructor, the
+//                future forms of submit and try_submit (the future could never be waited
+//                for), and a blocking submit that finds a bounded queue full.
 // Errors:        After stop(): submit's future holds pods::ClosedError; the callback form
 //                calls done(Errc::closed) at once on the submitting thread; try_submit
 //                returns Errc::closed. try_submit on a full queue returns Errc::full. A
-//                throwing `done` callback terminates the program (it runs on the worker).
+//                handler exception reaches the future; a `done` taking
+//                (Outcome<Response>, std::exception_ptr) gets Errc::failed and the exception
+//                (null for every other outcome), a `done` taking only the Outcome gets
+//                Errc::failed. A throwing `done` callback terminates the program (it runs on
+//                the worker). Misuse from the worker aborts (see Thread safety).
 //                Allocation failure throws std::bad_alloc from submit.
 // Cost:          callback submit: one move of the request and `done` into the producer's ring
 //                and a release store of its tail (no lock, no locked instruction); no system
@@ -50,8 +58,11 @@
 #include <pods/messaging/producer_ring_queue.hpp>
 #include <pods/policy/errors.hpp>
 
+#include <atomic>
 #include <concepts>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <functional>
@@ -189,20 +200,46 @@ class Completion {
   alignas(void*) unsigned char buffer_[inline_size]{};  // pointer-aligned: keeps items small
 };
 
-// Adapts a user callback `done(Outcome<Response>)` to Completion's value/error interface.
+// True when `done` takes the handler's exception too: done(Outcome<Response>, exception_ptr).
+template <class Done, class Response>
+inline constexpr bool takes_exception =
+    std::is_invocable_v<Done&, Outcome<Response>, std::exception_ptr>;
+
+// Adapts a user callback, done(Outcome<Response>) or done(Outcome<Response>, exception_ptr),
+// to Completion's value/error interface.
 template <class Response, class Done>
 struct CallbackSink {
   Done done;
   template <class... R>
   void value(R&&... r) {
     if constexpr (std::is_void_v<Response>) {
-      done(Outcome<void>());
+      call(Outcome<void>(), nullptr);
     } else {
-      done(Outcome<Response>(std::forward<R>(r)...));
+      call(Outcome<Response>(std::forward<R>(r)...), nullptr);
     }
   }
-  void error(std::exception_ptr, Errc code) { done(Outcome<Response>(code)); }
+  void error(std::exception_ptr e, Errc code) { call(Outcome<Response>(code), std::move(e)); }
+  void call(Outcome<Response>&& outcome, std::exception_ptr e) {
+    if constexpr (takes_exception<Done, Response>) {
+      done(std::move(outcome), std::move(e));
+    } else {
+      done(std::move(outcome));
+    }
+  }
 };
+
+// Prints what the program did wrong with a SingularUpdateQueue and aborts: each of these
+// would otherwise hang the worker or destroy it while it runs.
+[[noreturn]] inline void update_queue_misuse(const char* what) noexcept {
+  std::fprintf(stderr, "pods: SingularUpdateQueue misuse: %s\n", what);
+  std::fflush(stderr);
+  std::abort();
+}
+
+// A done callback the callback-form submit accepts.
+template <class Done, class Response>
+concept UpdateCallback =
+    std::invocable<Done&, Outcome<Response>> || takes_exception<Done, Response>;
 
 // Adapts a std::promise to Completion's value/error interface.
 template <class Response>
@@ -249,19 +286,32 @@ class SingularUpdateQueue {
   SingularUpdateQueue(Handler handler, std::size_t capacity)
       : handler_(std::move(handler)), queue_(capacity) {
     worker_ = std::thread([this] { run(); });
-    worker_id_ = worker_.get_id();
+    worker_id_.store(worker_.get_id(), std::memory_order_relaxed);
   }
 
   SingularUpdateQueue(const SingularUpdateQueue&) = delete;
   SingularUpdateQueue& operator=(const SingularUpdateQueue&) = delete;
 
-  // Stops the queue (see stop()).
-  ~SingularUpdateQueue() { stop(); }
+  // Stops the queue (see stop()). Aborts with a message when called from the worker (its
+  // handler or a done callback): the queue cannot outlive the destruction of itself.
+  ~SingularUpdateQueue() {
+    if (on_worker())
+      detail::update_queue_misuse(
+          "the queue was destroyed from its own worker (its handler or a done callback); the "
+          "worker would go on running inside the destroyed queue. Destroy it from another "
+          "thread; stop() is the call that may run on the worker.");
+    stop();
+  }
 
   // Queues `request` and returns the future of its response. Never blocks on the handler;
   // blocks while a bounded queue is full. Allocates the future's shared state. After stop()
   // the future holds pods::ClosedError.
   std::future<Response> submit(Request request) {
+    if (on_worker())
+      detail::update_queue_misuse(
+          "submit(request) returning a std::future was called from the queue's own worker (its "
+          "handler or a done callback); waiting on that future would wait for the worker "
+          "itself. Use the callback form there.");
     std::promise<Response> promise;
     std::future<Response> future = promise.get_future();
     Item item(std::move(request), Completion(detail::PromiseSink<Response>{std::move(promise)}));
@@ -271,22 +321,34 @@ class SingularUpdateQueue {
   }
 
   // Queues `request`; the worker calls done(Outcome<Response>) after the handler returns
-  // (Errc::failed when it threw). Blocks while a bounded queue is full. Retains `done` until
-  // then. Allocates nothing once the producer's ring is warm when `done` fits 24 bytes and
-  // is nothrow-movable (else one allocation). After stop() calls done(Errc::closed) at once
-  // on the calling thread. `done` must not throw.
-  template <class Done>
-  requires std::invocable<Done&, Outcome<Response>>
+  // (Errc::failed when it threw), or done(Outcome<Response>, std::exception_ptr) when `done`
+  // takes both (the handler's exception with Errc::failed, else null). Blocks while a bounded queue
+  // is full. Retains `done` until then. Allocates nothing once the producer's ring is warm when
+  // `done` fits 24 bytes and is nothrow-movable (else one allocation). After stop() calls
+  // done(Errc::closed) at once on the calling thread. `done` must not throw.
+  template <detail::UpdateCallback<Response> Done>
   void submit(Request request, Done done) {
     Item item(std::move(request),
               Completion(detail::CallbackSink<Response, Done>{std::move(done)}));
-    if (Outcome<void> r = queue_.push(std::move(item), true); !r)
-      item.done.set_error({}, r.error());
+    // On the worker a blocking push into a full queue would wait for the worker itself.
+    const bool worker = on_worker();
+    Outcome<void> r = queue_.push(std::move(item), !worker);
+    if (!r && r.error() == Errc::full)
+      detail::update_queue_misuse(
+          "a blocking submit(request, done) found the queue full while called from the queue's "
+          "own worker (its handler or a done callback); it would wait for the worker itself. "
+          "Use try_submit there.");
+    if (!r) item.done.set_error({}, r.error());
   }
 
   // Queues `request` unless a bounded queue is full. Returns the future, Errc::full, or
   // Errc::closed (after stop()). Allocates the future's shared state.
   Outcome<std::future<Response>> try_submit(Request request) {
+    if (on_worker())
+      detail::update_queue_misuse(
+          "try_submit(request) returning a std::future was called from the queue's own worker "
+          "(its handler or a done callback); waiting on that future would wait for the worker "
+          "itself. Use the callback form there.");
     std::promise<Response> promise;
     std::future<Response> future = promise.get_future();
     Item item(std::move(request), Completion(detail::PromiseSink<Response>{std::move(promise)}));
@@ -297,9 +359,8 @@ class SingularUpdateQueue {
   // Queues `request` with `done` unless a bounded queue is full. Returns success (done will
   // be called on the worker), Errc::full or Errc::closed; a refused request and its `done`
   // are dropped without calling `done`. Allocates as the callback submit does.
-  template <class Done>
-  requires std::invocable<Done&, Outcome<Response>> Outcome<void> try_submit(Request request,
-                                                                             Done done) {
+  template <detail::UpdateCallback<Response> Done>
+  Outcome<void> try_submit(Request request, Done done) {
     Item item(std::move(request),
               Completion(detail::CallbackSink<Response, Done>{std::move(done)}));
     return queue_.push(std::move(item), false);
@@ -309,7 +370,7 @@ class SingularUpdateQueue {
   // Idempotent; thread-safe. From the worker thread itself it only refuses new requests.
   void stop() {
     queue_.close();
-    if (std::this_thread::get_id() == worker_id_) return;
+    if (on_worker()) return;
     std::lock_guard lock(stop_mutex_);
     if (worker_.joinable()) worker_.join();
   }
@@ -321,7 +382,14 @@ class SingularUpdateQueue {
   using Item = detail::UpdateItem<Request, Response>;
   using Completion = detail::Completion<Response>;
 
+  // Returns true on the worker thread. The worker stores its own id before its first
+  // request, so the worker always sees it; any other thread sees an id that is not its own.
+  bool on_worker() const noexcept {
+    return worker_id_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
+
   void run() noexcept {
+    worker_id_.store(std::this_thread::get_id(), std::memory_order_relaxed);
     auto one = [this](Item& item) noexcept { handle(item); };
     while (queue_.consume(one)) {
     }
@@ -361,7 +429,7 @@ class SingularUpdateQueue {
   Queue<Item> queue_;
   std::mutex stop_mutex_;
   std::thread worker_;
-  std::thread::id worker_id_;
+  std::atomic<std::thread::id> worker_id_{};
 };
 
 // Returns a SingularUpdateQueue<Request, Handler> running `handler` (by value: the queue is
