@@ -4,5 +4,6 @@
 
 #include <pods/messaging.hpp>
 #include <pods/policy.hpp>
+#include <pods/sim.hpp>
 #include <pods/storage.hpp>
 #include <pods/time.hpp>
