@@ -91,15 +91,23 @@ class NodeClock {
   double drift() const noexcept { return state_->drift; }
 
   // Returns how much virtual time must pass, from now and with the current drift, until this
-  // clock reads `deadline` or later; zero when it already does. Rounds up, never early.
+  // clock reads `deadline` or later; zero when it already does; duration::max() when it is
+  // more than 2^61 ns away. Rounds up, never early.
   duration until(time_point deadline) const noexcept {
     const std::int64_t now_base = base_now();
     const std::int64_t target = deadline.time_since_epoch().count();
     if (local_at(now_base) >= target) return duration::zero();
+    // Beyond about 73 years (2^61 ns) the answer is "never" for any simulation; stopping here
+    // also keeps the arithmetic below clear of overflow. (target > reading: the unsigned
+    // difference is exact.)
+    const std::uint64_t gap =
+        static_cast<std::uint64_t>(target) - static_cast<std::uint64_t>(local_at(now_base));
+    if (gap > (std::uint64_t{1} << 61)) return duration::max();
     // Solve local_at(now_base + e) >= target for the least e, starting from the real-valued
     // estimate and correcting the truncation by single steps.
     const double rate = 1.0 + state_->drift;
-    const double wanted = static_cast<double>(target - local_at(now_base)) / rate;
+    const double wanted = static_cast<double>(gap) / rate;
+    if (wanted > 0x1.0p62) return duration::max();  // a clock running at almost zero rate
     auto e = static_cast<std::int64_t>(std::ceil(wanted));
     if (e < 1) e = 1;
     while (local_at(now_base + e) < target)
