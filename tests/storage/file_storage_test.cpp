@@ -2,6 +2,12 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <climits>
 #include <cstddef>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +20,47 @@
 
 using pods_test::bytes;
 using pods_test::text;
+
+// The test program interposes pwrite(2) and close(2): FileStorage's calls reach these
+// definitions, which pass through to the kernel unless a test set a failure.
+namespace {
+std::atomic<int> pwrite_result{1};    // 1: real call; 0: return 0 (no progress); -1: fail EIO
+std::atomic<int> close_fails_fd{-1};  // this descriptor's close(2) reports EIO (after closing)
+std::atomic<int> handled_errors{0};
+
+void count_error(const std::system_error&) noexcept {
+  ++handled_errors;
+}
+
+// Returns the descriptor this process has open on `file`, or -1.
+int fd_of(const std::filesystem::path& file) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    if (std::filesystem::read_symlink(e.path(), ec) == file) return std::stoi(e.path().filename());
+  }
+  return -1;
+}
+}  // namespace
+
+extern "C" ssize_t pwrite(int fd, const void* buf, size_t n, off_t offset) {
+  const int mode = pwrite_result.load();
+  if (mode == 0) return 0;
+  if (mode < 0) {
+    errno = EIO;
+    return -1;
+  }
+  return static_cast<ssize_t>(::syscall(SYS_pwrite64, fd, buf, n, offset));
+}
+
+extern "C" int close(int fd) {
+  const int r = static_cast<int>(::syscall(SYS_close, fd));
+  if (r == 0 && fd == close_fails_fd.load()) {
+    close_fails_fd = -1;
+    errno = EIO;
+    return -1;
+  }
+  return r;
+}
 
 TEST_CASE("FileStorage: an empty directory path is refused, naming dir", "[file_storage]") {
   CHECK_THROWS_AS(pods::FileStorage(""), std::invalid_argument);
@@ -136,4 +183,115 @@ TEST_CASE("FileStorage: I/O errors throw system_error naming the operation and t
     CHECK_THROWS_WITH(storage.create(3),
                       Catch::Contains("create") && Catch::Contains("00000000000000000003.log"));
   }
+}
+
+TEST_CASE("FileStorage: a write(2) that makes no progress throws instead of looping",
+          "[file_storage]") {
+  pods_test::TempDir tmp;
+  pods::FileStorage storage(tmp.path());
+  storage.create(1);
+  const std::vector<std::byte> big(pods::FileStorage::buffer_bytes + 1, std::byte{7});
+  pwrite_result = 0;
+  CHECK_THROWS_AS(storage.append(1, big), std::system_error);
+  pwrite_result = 1;
+  CHECK_THROWS_WITH(
+      [&] {
+        pwrite_result = 0;
+        try {
+          storage.append(1, big);
+        } catch (...) {
+          pwrite_result = 1;
+          throw;
+        }
+        pwrite_result = 1;
+      }(),
+      Catch::Contains("write") && Catch::Contains("00000000000000000001.log"));
+}
+
+TEST_CASE("FileStorage: errors of the last copy's destructor are counted and handed to a handler",
+          "[file_storage]") {
+  pods_test::TempDir tmp;
+  const std::uint64_t before = pods::FileStorage::deferred_errors();
+  handled_errors = 0;
+  SECTION("writing out unsynced appends") {
+    {
+      pods::FileStorage storage(tmp.path());
+      storage.set_error_handler(&count_error);
+      storage.create(1);
+      storage.append(1, bytes("unsynced"));
+      pwrite_result = -1;
+    }
+    pwrite_result = 1;
+  }
+  SECTION("closing a segment file") {
+    {
+      pods::FileStorage storage(tmp.path());
+      storage.set_error_handler(&count_error);
+      storage.create(1);
+      close_fails_fd = fd_of(storage.path(1));
+      REQUIRE(close_fails_fd >= 0);
+    }
+  }
+  CHECK(handled_errors == 1);
+  CHECK(pods::FileStorage::deferred_errors() == before + 1);
+}
+
+TEST_CASE("FileStorage: remove reports a failed close(2) naming the path", "[file_storage]") {
+  pods_test::TempDir tmp;
+  pods::FileStorage storage(tmp.path());
+  storage.create(1);
+  close_fails_fd = fd_of(storage.path(1));
+  REQUIRE(close_fails_fd >= 0);
+  CHECK_THROWS_WITH(storage.remove(1),
+                    Catch::Contains("close") && Catch::Contains(storage.path(1).string()));
+}
+
+TEST_CASE("FileStorage: a relative directory keeps naming the same place after chdir",
+          "[file_storage]") {
+  pods_test::TempDir tmp;
+  std::filesystem::create_directories(tmp.path() / "a");
+  std::filesystem::create_directories(tmp.path() / "b");
+  const std::filesystem::path cwd = std::filesystem::current_path();
+  std::filesystem::current_path(tmp.path() / "a");
+  pods::FileStorage storage("log");
+  std::filesystem::current_path(tmp.path() / "b");
+  storage.create(1);
+  storage.append(1, bytes("here"));
+  storage.sync(1);
+  std::filesystem::current_path(cwd);
+  CHECK(storage.directory().is_absolute());
+  CHECK(storage.directory() == tmp.path() / "a" / "log");
+  CHECK(std::filesystem::file_size(tmp.path() / "a" / "log" / "00000000000000000001.log") == 4);
+  CHECK_FALSE(std::filesystem::exists(tmp.path() / "b" / "log"));
+  CHECK(storage.list() == std::vector<std::uint64_t>{1});
+}
+
+TEST_CASE("FileStorage: a moved-from storage names segments and refuses every other call",
+          "[file_storage]") {
+  pods_test::TempDir tmp;
+  pods::FileStorage storage(tmp.path());
+  storage.create(1);
+  pods::FileStorage moved = std::move(storage);
+  CHECK(storage.name(1) == "00000000000000000001.log");
+  CHECK(storage.directory().empty());
+  CHECK_THROWS_AS(storage.list(), std::logic_error);
+  CHECK_THROWS_WITH(storage.size(1), Catch::Contains("moved-from"));
+  CHECK_THROWS_AS(storage.append(1, bytes("x")), std::logic_error);
+  storage.release_writer();  // harmless
+  CHECK(moved.list() == std::vector<std::uint64_t>{1});
+  storage = moved;  // assigning makes it usable again
+  CHECK(storage.list() == std::vector<std::uint64_t>{1});
+}
+
+TEST_CASE("FileStorage: one writer claim; a second is refused naming the directory",
+          "[file_storage]") {
+  pods_test::TempDir tmp;
+  pods::FileStorage storage(tmp.path());
+  pods::FileStorage copy = storage;
+  storage.acquire_writer();
+  CHECK_THROWS_AS(copy.acquire_writer(), std::system_error);
+  CHECK_THROWS_WITH(copy.acquire_writer(), Catch::Contains(tmp.path().string()));
+  storage.release_writer();
+  copy.acquire_writer();
+  copy.release_writer();
 }

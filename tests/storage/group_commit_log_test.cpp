@@ -216,3 +216,32 @@ TEST_CASE("GroupCommitLog: an oversized payload is refused, naming payload",
   CHECK_THROWS_WITH(log.append_durable(huge), Catch::Contains("payload"));
   CHECK(log.append_durable(bytes("ok")) == 1);
 }
+
+TEST_CASE("GroupCommitLog: the destructor waits until every caller has left append_durable",
+          "[group_commit_log][threads]") {
+  for (int round = 0; round < 40; ++round) {
+    GatedStorage storage;
+    auto log = std::make_unique<pods::GroupCommitLog<GatedStorage>>(storage);
+    pods::GroupCommitLog<GatedStorage>* raw = log.get();  // the callers keep using this one
+    storage.gate->close();
+    std::atomic<int> returned{0};
+    auto writer = [&] {
+      raw->append_durable(bytes("in flight"));
+      ++returned;
+    };
+    std::vector<std::thread> writers;
+    writers.emplace_back(writer);
+    storage.gate->wait_for_waiting(1);  // the leader is syncing
+    for (int w = 0; w < 3; ++w)
+      writers.emplace_back(writer);
+    wait_until_queued(*raw, 3);  // three followers wait inside append_durable
+    std::thread destroyer([&] { log.reset(); });
+    while (!raw->stopping())  // alive: the destructor waits for the queue at least
+      std::this_thread::yield();
+    storage.gate->open();  // the batch commits; the followers wake and leave
+    destroyer.join();
+    for (auto& t : writers)
+      t.join();
+    REQUIRE(returned == 4);
+  }
+}

@@ -1,5 +1,6 @@
 #include <pods/storage/segmented_log.hpp>
 
+#include <pods/storage/faulty_storage.hpp>
 #include <pods/storage/file_storage.hpp>
 #include <pods/storage/memory_storage.hpp>
 
@@ -15,6 +16,7 @@
 #include <ranges>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "storage_fixtures.hpp"
@@ -156,12 +158,9 @@ TEMPLATE_TEST_CASE("SegmentedLog: bad input throws invalid_argument naming the a
     CHECK_THROWS_WITH(Log<TestType>(fixture.open(), {.segment_bytes = 0}),
                       Catch::Contains("segment_bytes"));
   }
-  SECTION("reading index 0, entries from 0, an oversized payload, truncating removed entries") {
+  SECTION("an oversized payload, truncating removed entries") {
     Log<TestType> log(fixture.open(), {.segment_bytes = 100});
     append_n(log, 10);
-    CHECK_THROWS_AS(log.read(0), std::invalid_argument);
-    CHECK_THROWS_WITH(log.read(0), Catch::Contains("index"));
-    CHECK_THROWS_WITH(log.entries(0), Catch::Contains("from"));
     const std::byte one{1};
     const std::span<const std::byte> huge(&one, Log<TestType>::max_payload_bytes + 1);
     CHECK_THROWS_WITH(log.append(huge), Catch::Contains("payload"));
@@ -442,33 +441,38 @@ TEMPLATE_TEST_CASE(
   std::uint64_t offset = 0;
   SECTION("a payload byte in the first segment") {
     fixture.corrupt(1, second.offset + 20);
-    file = "00000000000000000001.log";
+    file = fixture.location(1);
     offset = second.offset;
   }
   SECTION("a length field in the first segment") {
     fixture.corrupt(1, second.offset + 5, std::byte{0x40});
-    file = "00000000000000000001.log";
+    file = fixture.location(1);
     offset = second.offset;
   }
   SECTION("a record of the last segment followed by a good one") {
     fixture.corrupt(last_but_one.segment, last_but_one.offset + 17);
-    file = pods::segment_file_name(last_but_one.segment);
+    file = fixture.location(last_but_one.segment);
+    offset = last_but_one.offset;
+  }
+  SECTION("a length of the last segment that runs past its end, with records after it") {
+    fixture.corrupt(last_but_one.segment, last_but_one.offset + 6, std::byte{0x10});
+    file = fixture.location(last_but_one.segment);
     offset = last_but_one.offset;
   }
   SECTION("the magic of a segment") {
     fixture.corrupt(segments[1].first_index, 0);
-    file = pods::segment_file_name(segments[1].first_index);
+    file = fixture.location(segments[1].first_index);
     offset = 0;
   }
   SECTION("a missing segment in the middle") {
     fixture.open().remove(segments[1].first_index);
-    file = pods::segment_file_name(segments[2].first_index);
+    file = fixture.location(segments[2].first_index);
     offset = 0;
   }
   SECTION("the tail of a segment that is not the last") {
     auto storage = fixture.open();
     storage.truncate(1, segments[0].bytes - 2);
-    file = "00000000000000000001.log";
+    file = fixture.location(1);
     offset = first_segment_last.offset;
   }
   try {
@@ -490,7 +494,7 @@ TEMPLATE_TEST_CASE("SegmentedLog: read and entries verify checksums after open",
   const auto at = *log.locate(4);
   fixture.corrupt(at.segment, at.offset + 18);
   CHECK_THROWS_AS(log.read(4), pods::CorruptionError);
-  CHECK_THROWS_WITH(log.read(4), Catch::Contains("00000000000000000001.log") &&
+  CHECK_THROWS_WITH(log.read(4), Catch::Contains(fixture.location(1)) &&
                                      Catch::Contains("offset " + std::to_string(at.offset)));
   CHECK(text(log.read(3)->payload) == payload(3));
   auto it = log.entries(1).begin();
@@ -638,4 +642,365 @@ TEST_CASE("generate the golden segment and the fuzz seed corpus", "[.generate]")
   write_file(corpus / "corrupt_first_segment", fuzz_input(flipped));
   const auto header = pods::detail::segment_header(1);
   write_file(corpus / "header_only", fuzz_input({{header.begin(), header.end()}}));
+}
+
+// ---- Hardening: damage, faults and misuse ------------------------------------------------
+
+namespace {
+
+using Faulty = pods::FaultyStorage<pods::MemoryStorage>;
+using Op = Faulty::Op;
+using Fault = Faulty::Fault;
+
+// Copies every segment of `from` into a fresh MemoryStorage (all bytes synced).
+pods::MemoryStorage copy_of(const pods::MemoryStorage& from) {
+  pods::MemoryStorage out;
+  for (std::uint64_t id : from.list())
+    out.put(id, from.contents(id));
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "SegmentedLog: every single-bit flip in a synced two-segment log is recovered or "
+    "reported, never a silent loss",
+    "[segmented_log]") {
+  pods::MemoryStorage original;
+  std::vector<pods::SegmentInfo> segments;
+  std::uint64_t final_offset = 0;
+  std::uint64_t n = 0;
+  {
+    Log<pods::MemoryStorage> log(original, {.segment_bytes = 128});
+    while (log.segment_count() < 2 || log.last_index() + 1 - log.segments().back().first_index < 3)
+      append_n(log, 1);
+    n = log.last_index();
+    log.sync();
+    segments = log.segments();
+    final_offset = log.locate(n)->offset;
+  }
+  REQUIRE(segments.size() == 2);
+  const std::uint64_t last_segment = segments.back().first_index;
+  std::size_t reported = 0;
+  std::size_t recovered = 0;
+  std::size_t final_record_cut = 0;
+  for (const pods::SegmentInfo& s : segments) {
+    for (std::uint64_t byte = 0; byte < s.bytes; ++byte) {
+      for (int bit = 0; bit < 8; ++bit) {
+        INFO("segment " << s.first_index << " byte " << byte << " bit " << bit);
+        pods::MemoryStorage storage = copy_of(original);
+        storage.corrupt(s.first_index, byte, static_cast<std::byte>(1u << bit));
+        try {
+          Log<pods::MemoryStorage> log(storage, {.segment_bytes = 128});
+          const bool in_final_record = s.first_index == last_segment && byte >= final_offset;
+          // The stated limit: damage to the final record of the last segment is cut as a
+          // torn tail, and only that record; the log says a whole record was cut.
+          const std::uint64_t keep = in_final_record ? n - 1 : n;
+          REQUIRE(log.last_index() >= keep);
+          check_contents(log, 1, log.last_index());
+          if (log.last_index() < n) {
+            REQUIRE(in_final_record);
+            CHECK(log.tail_cut().offset == final_offset);
+            CHECK(log.tail_cut().segment == last_segment);
+            ++final_record_cut;
+          }
+          ++recovered;
+        } catch (const pods::CorruptionError& e) {
+          CHECK_FALSE(e.file().empty());
+          CHECK(e.offset() < s.bytes);
+          ++reported;
+        }
+      }
+    }
+  }
+  CHECK(reported > 0);
+  CHECK(final_record_cut > 0);
+  CHECK(reported + recovered == 8 * (segments[0].bytes + segments[1].bytes));
+}
+
+TEMPLATE_TEST_CASE(
+    "SegmentedLog: a length in the last segment that runs past its end while later bytes "
+    "hold a valid record throws, naming the file with its directory and the offset",
+    "[segmented_log]", pods::MemoryStorage, pods::FileStorage) {
+  pods_test::StorageFixture<TestType> fixture;
+  pods::EntryLocation third{};
+  {
+    Log<TestType> log(fixture.open());
+    append_n(log, 5);
+    log.sync();
+    third = *log.locate(3);
+  }
+  fixture.corrupt(third.segment, third.offset + 7, std::byte{0x01});  // length += 16 MiB
+  try {
+    Log<TestType> log(fixture.open());
+    FAIL("opening must throw CorruptionError");
+  } catch (const pods::CorruptionError& e) {
+    CHECK(e.file() == fixture.location(third.segment));
+    CHECK(e.offset() == third.offset);
+    CHECK_THAT(e.what(), Catch::Contains("valid record of index 4"));
+  }
+}
+
+TEST_CASE("SegmentedLog: tail_cut says what recovery cut and whether it was a whole record",
+          "[segmented_log]") {
+  pods::MemoryStorage storage;
+  pods::EntryLocation last{};
+  std::uint64_t bytes = 0;
+  {
+    Log<pods::MemoryStorage> log(storage);
+    append_n(log, 6);
+    log.sync();
+    last = *log.locate(6);
+    bytes = log.segments().back().bytes;
+  }
+  SECTION("a damaged final record") {
+    storage.corrupt(last.segment, bytes - 1);
+    Log<pods::MemoryStorage> log(storage);
+    CHECK(log.last_index() == 5);
+    CHECK(log.tail_cut() == pods::TailCut{last.segment, last.offset, bytes - last.offset, true});
+  }
+  SECTION("a torn final record") {
+    storage.truncate(last.segment, bytes - 2);
+    Log<pods::MemoryStorage> log(storage);
+    CHECK(log.last_index() == 5);
+    CHECK(log.tail_cut() ==
+          pods::TailCut{last.segment, last.offset, bytes - 2 - last.offset, false});
+  }
+  SECTION("nothing to cut") {
+    Log<pods::MemoryStorage> log(storage);
+    CHECK(log.tail_cut() == pods::TailCut{});
+    CHECK(log.synced_index() == 6);
+  }
+}
+
+TEST_CASE("SegmentedLog: a last segment of zero bytes only (extended, never written) is restarted",
+          "[segmented_log]") {
+  pods::MemoryStorage storage;
+  {
+    Log<pods::MemoryStorage> log(storage);
+    append_n(log, 5);
+    log.sync();
+  }
+  storage.put(6, std::vector<std::byte>(4096));
+  Log<pods::MemoryStorage> log(storage);
+  CHECK(log.segment_count() == 2);
+  CHECK(log.tail_bytes_cut() == 4096);
+  check_contents(log, 1, 5);
+  CHECK(log.append(bytes(payload(6))) == 6);
+  check_contents(log, 1, 6);
+
+  SECTION("but zero bytes before non-zero ones are not a header that was never written") {
+    std::vector<std::byte> b(64);
+    b[40] = std::byte{1};
+    storage.put(log.segments().back().first_index + 1, b);
+    CHECK_THROWS_AS(Log<pods::MemoryStorage>(storage), pods::CorruptionError);
+  }
+}
+
+TEST_CASE("SegmentedLog: a segment shorter than the size its storage reports throws, not crashes",
+          "[segmented_log]") {
+  Faulty faulty;
+  {
+    Log<Faulty> log(faulty);
+    append_n(log, 5);
+    log.sync();
+  }
+  faulty.fail_at(Op::size, 1, Fault::oversize);
+  try {
+    Log<Faulty> log(faulty);
+    FAIL("opening must throw CorruptionError");
+  } catch (const pods::CorruptionError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("shorter than the size"));
+  }
+}
+
+TEST_CASE(
+    "SegmentedLog: a length damaged after open is reported at its record, without reading "
+    "past the segment",
+    "[segmented_log]") {
+  Faulty faulty;
+  Log<Faulty> log(faulty);
+  append_n(log, 10);
+  log.sync();
+  const pods::EntryLocation five = *log.locate(5);
+  faulty.inner().corrupt(five.segment, five.offset + 7, std::byte{0x40});  // length += 1 GiB
+  auto offset_of = [](auto&& f) -> std::uint64_t {
+    try {
+      f();
+    } catch (const pods::CorruptionError& e) {
+      return e.offset();
+    }
+    return 0;
+  };
+  CHECK(offset_of([&] { (void)log.read(5); }) == five.offset);
+  CHECK(offset_of([&] { (void)log.read(6); }) == five.offset);  // read(6) walks past entry 5
+  CHECK(offset_of([&] { (void)log.locate(7); }) == five.offset);
+  CHECK(offset_of([&] {
+          for (const pods::LogEntry& e : log.entries(1))
+            (void)e;
+        }) == five.offset);
+  CHECK(text(log.read(4)->payload) == payload(4));
+  CHECK(faulty.largest_read() <= (std::size_t{1} << 20));
+}
+
+TEMPLATE_TEST_CASE(
+    "SegmentedLog: read(0) is nothing and entries(0) starts at first_index, as for any index "
+    "below it",
+    "[segmented_log]", pods::MemoryStorage, pods::FileStorage) {
+  pods_test::StorageFixture<TestType> fixture;
+  Log<TestType> log(fixture.open(), {.segment_bytes = 100});
+  CHECK_FALSE(log.read(0));
+  CHECK_FALSE(log.read(log.last_index()));  // an empty log: last_index() is 0
+  CHECK(log.entries(0).begin() == std::default_sentinel);
+  CHECK_FALSE(log.locate(0));
+  append_n(log, 10);
+  CHECK_FALSE(log.read(0));
+  CHECK(std::ranges::distance(log.entries(0)) == 10);
+  CHECK(log.entries(0).begin()->index == 1);
+  REQUIRE(log.remove_before(5) > 0);
+  CHECK(log.entries(0).begin()->index == log.first_index());
+}
+
+TEST_CASE(
+    "SegmentedLog: after a failed sync whose pages the kernel dropped, a reopen in the same "
+    "process does not report them as durable",
+    "[segmented_log]") {
+  pods::MemoryStorage memory;
+  Faulty faulty(memory);
+  faulty.drop_pages_on_failed_sync(true);
+  {
+    Log<Faulty> log(faulty);
+    append_n(log, 5);
+    log.sync();
+    append_n(log, 3);
+    faulty.fail_at(Op::sync, 1);
+    CHECK_THROWS_AS(log.sync(), std::system_error);
+    CHECK(log.failed());
+    CHECK(log.last_index() == 5);  // cut back to what the last sync covered
+    CHECK(log.synced_index() == 5);
+    CHECK_THROWS_AS(log.append(bytes("x")), pods::Error);
+  }
+  Log<Faulty> reopened(faulty);  // the same process: the page cache still holds entries 6-8
+  CHECK(reopened.last_index() == 5);
+  CHECK(reopened.append(bytes(payload(6))) == 6);
+  reopened.sync();  // "succeeds"; the dropped pages would not have been written
+  faulty.crash();
+  Log<Faulty> after_crash(faulty);
+  check_contents(after_crash, 1, 6);
+}
+
+TEST_CASE(
+    "SegmentedLog: an I/O fault at any call keeps every synced entry and leaves a prefix of "
+    "the appended ones",
+    "[segmented_log]") {
+  const Op ops[] = {Op::append, Op::sync, Op::create, Op::truncate, Op::remove};
+  const Fault faults[] = {Fault::eio, Fault::enospc, Fault::eio_after, Fault::short_write};
+  for (Op op : ops) {
+    for (Fault fault : faults) {
+      if (fault == Fault::short_write && op != Op::append) continue;
+      for (std::uint64_t nth = 1; nth <= 40; ++nth) {
+        INFO("op " << static_cast<int>(op) << " fault " << static_cast<int>(fault) << " call "
+                   << nth);
+        pods::MemoryStorage memory;
+        Faulty faulty(memory);
+        faulty.drop_pages_on_failed_sync(true);
+        faulty.fail_at(op, nth, fault);
+        std::uint64_t synced = 0;    // every entry up to here was acknowledged durable
+        std::uint64_t appended = 0;  // entries 1..appended were appended (by their payload)
+        bool thrown = false;
+        try {
+          Log<Faulty> log(faulty, {.segment_bytes = 200});
+          for (int round = 0; round < 12; ++round) {
+            appended = log.last_index() + 3;
+            append_n(log, 3);
+            if (round % 2 == 1) {
+              log.sync();
+              synced = log.last_index();
+            }
+            if (round == 5) {  // the entries after `keep` are no longer promised
+              const std::uint64_t keep = log.last_index() - 1;
+              synced = std::min(synced, keep);
+              log.truncate_after(keep);
+              appended = keep;
+            }
+            if (round == 8) log.remove_before(log.last_index() / 2);
+          }
+          log.sync();
+          synced = log.last_index();
+        } catch (const std::system_error&) {
+          thrown = true;
+        }
+        CHECK(faulty.faults_fired() <= 1);
+        if (!thrown) continue;
+        for (bool crash : {false, true}) {
+          if (crash) faulty.crash();
+          Log<Faulty> log(faulty, {.segment_bytes = 200});
+          REQUIRE(log.last_index() >= synced);
+          REQUIRE(log.last_index() <= appended);
+          for (const pods::LogEntry& e : log.entries())
+            REQUIRE(text(e.payload) == payload(e.index));
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE(
+    "SegmentedLog: remove_before whose directory sync fails after the unlink drops the "
+    "segment and fails the log",
+    "[segmented_log]") {
+  Faulty faulty;
+  Log<Faulty> log(faulty, {.segment_bytes = 256});
+  const std::string payload52(52, 'r');  // four entries per segment
+  for (int i = 0; i < 12; ++i)
+    log.append(bytes(payload52));
+  log.sync();
+  faulty.fail_at(Op::remove, 1, Fault::eio_after);
+  CHECK_THROWS_AS(log.remove_before(9), std::system_error);
+  CHECK(log.first_index() == 5);  // segment 1-4 is gone from the storage and from the log
+  CHECK(faulty.list().front() == 5);
+  CHECK(log.read(5));  // the segments the log lists exist
+  CHECK(log.failed());
+  CHECK_THROWS_AS(log.append(bytes("x")), pods::Error);
+  CHECK_THROWS_AS(log.remove_before(9), pods::Error);
+}
+
+TEST_CASE("SegmentedLog: a second log on a copy of one FileStorage is refused", "[segmented_log]") {
+  pods_test::TempDir dir;
+  pods::FileStorage storage(dir.path());
+  {
+    Log<pods::FileStorage> first(storage);
+    first.append(bytes("a"));
+    first.sync();
+    CHECK_THROWS_AS(Log<pods::FileStorage>(storage), std::system_error);
+    CHECK_THROWS_WITH(Log<pods::FileStorage>(storage), Catch::Contains(dir.path().string()));
+    Log<pods::FileStorage> moved = std::move(first);  // the claim moves with the log
+    CHECK_THROWS_AS(Log<pods::FileStorage>(storage), std::system_error);
+    { Log<pods::FileStorage> gone = std::move(moved); }
+    Log<pods::FileStorage> again(storage);  // released when the log holding it went
+    CHECK(again.last_index() == 1);
+  }
+  Log<pods::FileStorage> last(storage);
+  CHECK(last.read(1)->payload == bytes("a"));
+}
+
+TEMPLATE_TEST_CASE("SegmentedLog: a moved-from log is empty and refuses mutations",
+                   "[segmented_log]", pods::MemoryStorage, pods::FileStorage) {
+  pods_test::StorageFixture<TestType> fixture;
+  Log<TestType> log(fixture.open(), {.segment_bytes = 100});
+  append_n(log, 20);
+  auto range = log.entries(1);  // a range over the log object that is moved from below
+  Log<TestType> moved = std::move(log);
+  CHECK(log.first_index() == 1);
+  CHECK(log.last_index() == 0);
+  CHECK_FALSE(log.read(1));
+  CHECK(log.entries().begin() == std::default_sentinel);
+  CHECK(range.begin() == std::default_sentinel);
+  CHECK_THROWS_AS(log.append(bytes("x")), pods::Error);
+  CHECK_THROWS_AS(log.sync(), pods::Error);
+  CHECK_THROWS_AS(log.remove_before(10), pods::Error);
+  check_contents(moved, 1, 20);
+  log = std::move(moved);  // assigning a log makes it usable again
+  CHECK(log.append(bytes(payload(21))) == 21);
+  check_contents(log, 1, 21);
 }

@@ -65,6 +65,8 @@ struct StorageFixture<pods::MemoryStorage> {
   }
   void put(std::uint64_t id, std::span<const std::byte> b) { store.put(id, b); }
   std::vector<std::byte> contents(std::uint64_t id) { return store.contents(id); }
+  // Returns the name CorruptionError gives segment `id`.
+  std::string location(std::uint64_t id) { return pods::segment_file_name(id); }
 };
 
 // FileStorage: every open() opens the same directory again (the previous storage and all its
@@ -76,6 +78,8 @@ struct StorageFixture<pods::FileStorage> {
   std::filesystem::path file(std::uint64_t id) {
     return dir.path() / "log" / pods::segment_file_name(id);
   }
+  // Returns the name CorruptionError gives segment `id`: the file with its directory.
+  std::string location(std::uint64_t id) { return file(id).string(); }
   void corrupt(std::uint64_t id, std::uint64_t offset, std::byte mask = std::byte{0x01}) {
     std::fstream f(file(id), std::ios::in | std::ios::out | std::ios::binary);
     f.seekg(static_cast<std::streamoff>(offset));

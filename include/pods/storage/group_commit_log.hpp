@@ -14,7 +14,9 @@
 // Guarantees:    append_durable returns only after its entry is synced, with its index.
 //                Entries are appended in queue order; each caller's entries keep that caller's
 //                order. stop() refuses new work and waits until every accepted append is
-//                appended and synced; it is idempotent, and the destructor calls it.
+//                appended and synced and every caller of append_durable and with_log has
+//                left the object; it is idempotent, and the destructor calls it, so a
+//                caller still inside never touches a destroyed log.
 // Not provided:  Bounded waiting (a writer waits as long as the syncs ahead of it take); a
 //                batch size limit (a batch is everything queued); reads that bypass the
 //                appends: use with_log, which runs between batches.
@@ -37,7 +39,6 @@
 
 #include <pods/policy/errors.hpp>
 #include <pods/policy/storage.hpp>
-#include <pods/storage/file_storage.hpp>
 #include <pods/storage/segmented_log.hpp>
 
 #include <condition_variable>
@@ -87,6 +88,7 @@ class GroupCommitLog {
     std::unique_lock lock(mutex_);
     if (stopping_) throw ClosedError("GroupCommitLog: append_durable after stop()");
     if (failure_) std::rethrow_exception(failure_);
+    Inside inside(*this);
     queue_.push_back(&request);
     request.wake.wait(lock, [&] { return request.done || queue_.front() == &request; });
     if (!request.done) lead(lock);  // at the head of the queue: commit a batch
@@ -99,16 +101,28 @@ class GroupCommitLog {
   // visible. f must not call append_durable (deadlock).
   template <class F>
   decltype(auto) with_log(F&& f) {
+    struct Visit {  // counts this call as inside the object, as append_durable does
+      GroupCommitLog& g;
+      explicit Visit(GroupCommitLog& o) : g(o) {
+        std::lock_guard lock(g.mutex_);
+        ++g.inside_;
+      }
+      ~Visit() {
+        std::lock_guard lock(g.mutex_);
+        if (--g.inside_ == 0) g.drained_.notify_all();
+      }
+    } visit(*this);
     std::lock_guard lock(log_mutex_);
     return std::forward<F>(f)(log_);
   }
 
   // Refuses new appends (they throw ClosedError) and waits until every accepted append has
-  // been appended and synced (or failed). Idempotent; safe to call from several threads.
+  // been appended and synced (or failed) and every caller has left append_durable and
+  // with_log. Idempotent; safe to call from several threads, not from inside with_log.
   void stop() {
     std::unique_lock lock(mutex_);
     stopping_ = true;
-    drained_.wait(lock, [&] { return queue_.empty(); });
+    drained_.wait(lock, [&] { return queue_.empty() && inside_ == 0; });
   }
 
   // Returns true once stop() has been called (appends are refused from then on).
@@ -136,6 +150,18 @@ class GroupCommitLog {
   }
 
  private:
+  // Counts a caller of append_durable inside the object while mutex_ is held (constructed and
+  // destroyed with the lock held), and wakes stop() when the last one leaves.
+  struct Inside {
+    GroupCommitLog& g;
+    explicit Inside(GroupCommitLog& o) noexcept : g(o) { ++g.inside_; }
+    ~Inside() {
+      if (--g.inside_ == 0) g.drained_.notify_all();
+    }
+    Inside(const Inside&) = delete;
+    Inside& operator=(const Inside&) = delete;
+  };
+
   struct Request {
     std::span<const std::byte> payload;
     std::uint64_t index = 0;
@@ -199,10 +225,11 @@ class GroupCommitLog {
   SegmentedLog<Storage> log_;
   std::mutex log_mutex_;             // held by a leader for its batch, and by with_log
   mutable std::mutex mutex_;         // guards everything below (the queue and the counters)
-  std::condition_variable drained_;  // stop() waits for an empty queue
+  std::condition_variable drained_;  // stop() waits for an empty queue and no caller inside
   std::deque<Request*> queue_;
   std::vector<Request*> batch_;  // the leader's copy of its batch
   std::size_t in_batch_ = 0;     // the first in_batch_ requests are being committed
+  std::size_t inside_ = 0;       // callers inside append_durable or with_log
   std::exception_ptr failure_;
   std::uint64_t durable_index_ = 0;
   std::uint64_t syncs_ = 0;

@@ -74,9 +74,8 @@ class WriteAheadLog {
   // Makes every appended entry durable. Throws what SegmentedLog::sync throws.
   void sync() { log_.sync(); }
 
-  // Returns the decoded entry at `index`, or nullopt outside [first_index(), last_index()].
-  // Throws std::invalid_argument naming index when it is 0, pods::CorruptionError when its
-  // record is bad or does not decode.
+  // Returns the decoded entry at `index`, or nullopt outside [first_index(), last_index()]
+  // (0 included). Throws pods::CorruptionError when its record is bad or does not decode.
   std::optional<Entry> read(std::uint64_t index) const {
     std::optional<LogEntry> raw = log_.read(index);
     if (!raw) return std::nullopt;
@@ -84,14 +83,10 @@ class WriteAheadLog {
   }
 
   // Returns a lazy input range of WalEntry<Entry> from max(from, first_index()) to
-  // last_index(), decoding one entry per step. Throws std::invalid_argument naming from when
-  // it is 0; iterating throws pods::CorruptionError for a bad or undecodable record.
-  ReplayRange replay(std::uint64_t from = 1) const {
-    if (from == 0) {
-      throw std::invalid_argument("WriteAheadLog::replay: from must be at least 1, got 0");
-    }
-    return ReplayRange(this, from);
-  }
+  // last_index() (replay(0) is replay from first_index(), as for any from below it), decoding
+  // one entry per step. Iterating throws pods::CorruptionError for a bad or undecodable
+  // record.
+  ReplayRange replay(std::uint64_t from = 1) const { return ReplayRange(this, from); }
 
   // Returns the index of the first entry (a new log: 1).
   std::uint64_t first_index() const noexcept { return log_.first_index(); }
@@ -172,9 +167,9 @@ class WriteAheadLog {
       return codec_.decode(bytes);
     } catch (const CorruptionError& e) {
       const std::optional<EntryLocation> at = log_.locate(index);
-      throw CorruptionError(at ? log_.storage().name(at->segment) : std::string("log"),
-                            at ? at->offset : 0,
-                            "entry " + std::to_string(index) + " does not decode: " + e.what());
+      throw CorruptionError(
+          at ? detail::segment_location(log_.storage(), at->segment) : std::string("log"),
+          at ? at->offset : 0, "entry " + std::to_string(index) + " does not decode: " + e.what());
     }
   }
 
