@@ -142,7 +142,7 @@ inline std::ostream& operator<<(std::ostream& os, Verdict v) {
   return os << to_string(v);
 }
 
-namespace detail {
+namespace detail::lin {
 
 // clang-format off
 template <class M>
@@ -198,7 +198,7 @@ class Deadline {
 template <class State>
 class StateTable {
  public:
-  StateTable() : slots_(64, kNone) {}
+  StateTable() : slots_(16, kNone) {}
 
   // Returns the index of `s`, storing it when new. Allocates when new.
   std::uint32_t intern(State&& s) {
@@ -298,7 +298,7 @@ class WindowBits {
 // free operation is never needed by what follows, only allowed), so this one adds nothing.
 class ConfigurationCache {
  public:
-  ConfigurationCache() : table_(1024) {}
+  ConfigurationCache() : table_(64) {}
 
   // Inserts the configuration and returns true unless it, or one that subsumes it, is there.
   // Allocates when it inserts.
@@ -776,7 +776,7 @@ CheckResult<typename M::Input, typename M::Output> check(
   return result;
 }
 
-}  // namespace detail
+}  // namespace detail::lin
 
 // Checks that `history` is linearizable with respect to `model`: returns ok with a
 // linearization per partition, illegal with the longest prefix found, or unknown when
@@ -788,7 +788,7 @@ template <Model M>
 CheckResult<typename M::Input, typename M::Output> check_linearizable(
     const M& model, std::span<const Operation<typename M::Input, typename M::Output>> history,
     std::chrono::nanoseconds budget = {}) {
-  return detail::check("check_linearizable", model, history, budget, false, nullptr);
+  return detail::lin::check("check_linearizable", model, history, budget, false, nullptr);
 }
 
 // Checks like check_linearizable and adds what the search cost to `stats`.
@@ -796,7 +796,7 @@ template <Model M>
 CheckResult<typename M::Input, typename M::Output> check_linearizable(
     const M& model, std::span<const Operation<typename M::Input, typename M::Output>> history,
     std::chrono::nanoseconds budget, CheckStats& stats) {
-  return detail::check("check_linearizable", model, history, budget, false, &stats);
+  return detail::lin::check("check_linearizable", model, history, budget, false, &stats);
 }
 
 // Checks that `history` is sequentially consistent with respect to `model`: some order of all
@@ -810,7 +810,7 @@ template <Model M>
 CheckResult<typename M::Input, typename M::Output> check_sequential(
     const M& model, std::span<const Operation<typename M::Input, typename M::Output>> history,
     std::chrono::nanoseconds budget = {}) {
-  return detail::check("check_sequential", model, history, budget, true, nullptr);
+  return detail::lin::check("check_sequential", model, history, budget, true, nullptr);
 }
 
 // Checks like check_sequential and adds what the search cost to `stats`.
@@ -818,7 +818,7 @@ template <Model M>
 CheckResult<typename M::Input, typename M::Output> check_sequential(
     const M& model, std::span<const Operation<typename M::Input, typename M::Output>> history,
     std::chrono::nanoseconds budget, CheckStats& stats) {
-  return detail::check("check_sequential", model, history, budget, true, &stats);
+  return detail::lin::check("check_sequential", model, history, budget, true, &stats);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -914,8 +914,8 @@ struct std::hash<pods::sim::KvState> {
   std::size_t operator()(const pods::sim::KvState& s) const noexcept {
     std::uint64_t h = 0x84222325CBF29CE4ULL;
     for (const auto& [k, v] : s.entries) {
-      h = pods::sim::detail::mix64(h ^ std::hash<std::string>{}(k));
-      h = pods::sim::detail::mix64(h ^ std::hash<std::string>{}(v));
+      h = pods::sim::detail::lin::mix64(h ^ std::hash<std::string>{}(k));
+      h = pods::sim::detail::lin::mix64(h ^ std::hash<std::string>{}(v));
     }
     return static_cast<std::size_t>(h);
   }
