@@ -19,6 +19,14 @@
 //   the write-ahead log segments the snapshot covers. On start: the latest snapshot, then the
 //   log entries after it.
 //
+// A storage failure while serving (a failed fdatasync above all) stops the server: every
+// request waiting for an fsync and every later one is refused (Errc::failed), and
+// options.on_failure is told. After a failed fdatasync the kernel may have dropped the
+// unsynced pages while still showing them, so answering a retried put from them could
+// acknowledge a write that is not on disk. (SegmentedLog cuts its last segment back to the
+// last synced size on such a failure, so a server restarted on the storage does not see them
+// either.)
+//
 // Reads go through the same queue. A read that arrives while writes wait for their fsync
 // waits with them, so nothing a client reads can vanish in a crash, and a read at a past
 // timestamp never changes its answer.
@@ -56,6 +64,12 @@ struct ServerOptions {
   std::uint64_t snapshot_every = 20'000;      // log entries between snapshots
   std::size_t max_batch = 1024;               // writes per fsync at most
   std::chrono::seconds session_timeout{600};  // idempotent receiver: forget idle clients
+  // Called once, on the server's worker, when a storage operation failed while serving (an
+  // fdatasync, an append, a snapshot, a cleaning), after every waiting request was refused;
+  // the argument says what failed. The server then refuses every request: after a failed
+  // fdatasync the kernel may have dropped the unsynced pages, so acknowledging anything more
+  // (a retried put included) could acknowledge a write that is not on disk.
+  std::function<void(const std::string&)> on_failure;
 };
 
 // One write-ahead log entry: a put, with the client's (client, seq) so that recovery also
@@ -182,6 +196,21 @@ class Server {
       if (c.done) c.done(refused(pods::Errc::closed));
       return;
     }
+    if (failed_) {
+      if (c.done) c.done(refused(pods::Errc::failed));
+      return;
+    }
+    try {
+      dispatch(c);
+    } catch (const std::exception& e) {
+      fail(e.what());
+      if (c.done) c.done(refused(pods::Errc::failed));  // not yet handed on
+    }
+  }
+
+  // Runs one command. A `done` handed on (answered, or waiting for an fsync) is left empty in
+  // the command.
+  void dispatch(Command& c) {
     if (c.kind == Command::sync) {
       sync_scheduled_ = false;
       sync();
@@ -194,27 +223,36 @@ class Server {
         // answers the receiver holds for it.
         if (!clients_.contains(r.client))
           clients_.emplace(r.client, receiver_.register_client(r.client));
-        c.done(Response{});
+        std::exchange(c.done, nullptr)(Response{});
         return;
       case Op::put:
-        put(r, std::move(c.done));
+        put(r, c.done);
         return;
       case Op::stats:
-        c.done(stats_response());
+        std::exchange(c.done, nullptr)(stats_response());
         return;
       case Op::get:
       case Op::get_at:
       case Op::history:
-        read(std::move(r), std::move(c.done));
+        read(std::move(r), c.done);
         return;
     }
-    c.done(refused(pods::Errc::failed));
+    std::exchange(c.done, nullptr)(refused(pods::Errc::failed));
   }
 
-  void put(Request& r, Done done) {
+  // Stops serving after a storage failure: refuses everything waiting for an fsync, drops
+  // the unsynced batch and tells the owner. Every later request is refused.
+  void fail(const std::string& what) {
+    failed_ = true;
+    (void)pending_.take();
+    waiting_.complete_up_to({UINT64_MAX, UINT64_MAX}, [](const Ticket&) { return false; });
+    if (options_.on_failure) options_.on_failure(what);
+  }
+
+  void put(Request& r, Done& done) {
     const auto session = clients_.find(r.client);
     if (session == clients_.end()) {
-      done(refused(pods::Errc::unknown_client));
+      std::exchange(done, nullptr)(refused(pods::Errc::unknown_client));
       return;
     }
     auto outcome = receiver_.execute(session->second, r.seq, r.acked_below, [&] {
@@ -237,32 +275,34 @@ class Server {
           outcome.error() == pods::Errc::session_expired) {
         clients_.erase(r.client);
       }
-      done(refused(outcome.error()));
+      std::exchange(done, nullptr)(refused(outcome.error()));
       return;
     }
     // New or retried, the answer waits until the entry is durable.
     const Written w = *outcome;
     if (w.index <= durable_index_) {
-      done(written(w.ts));
+      std::exchange(done, nullptr)(written(w.ts));
       return;
     }
     waiting_.add({w.index, ++arrivals_},
-                 [done = std::move(done), ts = w.ts](pods::Outcome<bool> r) {
-                   done(r && *r ? written(ts) : refused(pods::Errc::closed));
+                 [this, done = std::exchange(done, nullptr), ts = w.ts](pods::Outcome<bool> r) {
+                   done(r && *r ? written(ts) : refused(refusal()));
                  });
   }
 
-  void read(Request r, Done done) {
+  void read(Request r, Done& done) {
     if (wal_.last_index() == durable_index_) {
-      done(answer(r));
+      std::exchange(done, nullptr)(answer(r));
       return;
     }
     // Writes are waiting for their fsync: answer after them, so the read sees them.
     waiting_.add({wal_.last_index(), ++arrivals_},
-                 [this, r = std::move(r), done = std::move(done)](pods::Outcome<bool> ok) {
-                   done(ok && *ok ? answer(r) : refused(pods::Errc::closed));
-                 });
+                 [this, r = std::move(r), done = std::exchange(done, nullptr)](
+                     pods::Outcome<bool> ok) { done(ok && *ok ? answer(r) : refused(refusal())); });
   }
+
+  // Returns why a waiting request was not served: the storage failed, or the power was cut.
+  pods::Errc refusal() const { return failed_ ? pods::Errc::failed : pods::Errc::closed; }
 
   Response answer(const Request& r) const {
     Response response;
@@ -453,6 +493,7 @@ class Server {
   std::uint64_t snapshot_index_ = 0;
   std::uint64_t arrivals_ = 0;
   bool sync_scheduled_ = false;
+  bool failed_ = false;  // a storage operation failed: nothing more is served
   std::atomic<bool> halted_{false};
   ServerStats stats_;
   pods::SingularUpdateQueue<Command, Handler> queue_;  // last: its worker stops first

@@ -1,8 +1,9 @@
 // kv::Server on its own, request by request, on MemoryStorage: recovery refuses a log that
-// does not meet its snapshot, and the order in which a snapshot and the cleaning of the log
-// reach storage.
+// does not meet its snapshot, the order in which a snapshot and the cleaning of the log reach
+// storage, and what the server does after a failed fdatasync (FaultyStorage).
 #include "kv_server.hpp"
 
+#include <pods/storage/faulty_storage.hpp>
 #include <pods/storage/memory_storage.hpp>
 #include <pods/storage/segmented_log.hpp>
 
@@ -11,6 +12,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -227,4 +229,58 @@ TEST_CASE("durable_kv: a log segment is deleted only after the snapshot covering
     }
   }
   CHECK(removals > 0);
+}
+
+TEST_CASE("durable_kv: after a failed fdatasync nothing is acknowledged, a retried put included",
+          "[threads]") {
+  using Faulty = pods::FaultyStorage<>;
+  using FaultyServer = kv::Server<Faulty>;
+  pods::MemoryStorage log_memory(1), snapshot_memory(2);
+  Faulty log(log_memory), snapshots(snapshot_memory);
+  log.drop_pages_on_failed_sync(true);  // the kernel keeps the pages readable, never writes them
+
+  kv::Version a;
+  {
+    std::promise<std::string> failure;
+    std::future<std::string> failed = failure.get_future();
+    kv::ServerOptions options = small_options();
+    options.on_failure = [&failure](const std::string& what) { failure.set_value(what); };
+    FaultyServer server(log, snapshots, options);
+    REQUIRE(hello(server, 1).ok);
+    const kv::Response first = put(server, 1, 1, "a", "1");
+    REQUIRE(first.ok);
+    a = {"1", first.ts};
+
+    log.fail_at(Faulty::Op::sync, 1);  // the fdatasync for put 2 fails with EIO
+    const kv::Response second = put(server, 1, 2, "b", "2");
+    CHECK_FALSE(second.ok);
+    CHECK(second.error == pods::Errc::failed);
+    CHECK_THAT(failed.get(), Catch::Contains("injected"));  // the owner is told what failed
+
+    // The server answers nothing more: not the retry (its bytes may be gone), not a new put.
+    const kv::Response retry = put(server, 1, 2, "b", "2");
+    CHECK_FALSE(retry.ok);
+    CHECK(retry.error == pods::Errc::failed);
+    CHECK_FALSE(put(server, 1, 3, "c", "3").ok);
+    kv::Request read;
+    read.op = kv::Op::get;
+    read.key = "a";
+    CHECK_FALSE(call(server, read).ok);
+  }
+
+  // A new server in the same process on the same storage (the page cache still holds the
+  // bytes of put 2). Whatever it acknowledges must survive the power cut that follows.
+  std::optional<kv::Version> b;
+  {
+    FaultyServer server(log, snapshots, small_options());
+    REQUIRE(hello(server, 1).ok);
+    CHECK(get(server, "a") == a);
+    const kv::Response retry = put(server, 1, 2, "b", "2");
+    if (retry.ok) b = kv::Version{"2", retry.ts};
+  }
+  log.crash();  // the dropped pages read back as zeros
+  snapshots.crash();
+  FaultyServer server(log, snapshots, small_options());
+  CHECK(get(server, "a") == a);
+  if (b) CHECK(get(server, "b") == b);
 }

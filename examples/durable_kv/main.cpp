@@ -98,7 +98,9 @@ sockaddr_un socket_address(const fs::path& path) {
 [[noreturn]] void serve_on(const fs::path& dir, int ready_fd);
 
 // Runs the server on `dir` until it is killed. It exits with status 3 when it cannot start
-// (recovery refused the data, the socket failed).
+// (recovery refused the data, the socket failed) and 4 when a storage operation failed while
+// serving: after a failed fdatasync it answers nothing more, so that no put whose bytes may
+// be lost is ever acknowledged.
 [[noreturn]] void serve(const fs::path& dir, int ready_fd) {
   try {
     serve_on(dir, ready_fd);
@@ -110,8 +112,17 @@ sockaddr_un socket_address(const fs::path& path) {
 
 [[noreturn]] void serve_on(const fs::path& dir, int ready_fd) {
   const auto started = Clock::now();
+  kv::ServerOptions options;
+  options.on_failure = [](const std::string& what) {
+    std::fprintf(stderr,
+                 "durable_kv server: stopping after a storage failure: %s\n"
+                 "durable_kv server: writes that were not acknowledged may be lost; nothing "
+                 "more is acknowledged\n",
+                 what.c_str());
+    std::_Exit(4);
+  };
   kv::Server<pods::FileStorage> server(pods::FileStorage(dir / "log"),
-                                       pods::FileStorage(dir / "snapshots"), kv::ServerOptions{});
+                                       pods::FileStorage(dir / "snapshots"), options);
   const auto recovery_us =
       std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - started).count();
   server.set_recovery_time(std::chrono::microseconds(recovery_us));
