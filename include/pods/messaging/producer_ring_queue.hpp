@@ -60,12 +60,18 @@
 //                consumer make its final pass.
 // Thread safety: push and close from any thread; consume from one thread at a time.
 // Lifetimes:     A producer thread that exits marks its rings abandoned; the consumer drops an
-//                abandoned ring once it is empty. A queue destroyed while its producer
-//                threads live frees its rings' segments at once; each producer thread keeps a
-//                small record of the dead ring until it registers with another queue or exits.
+//                abandoned ring once it is empty. A push made after the thread's ring record
+//                was destroyed (from a thread_local destructor that runs after it, or on the
+//                main thread from a static destructor at exit) takes a slow path: a fresh
+//                one-item ring, registered and abandoned by that push (one allocation and the
+//                registry lock per such push); the thread's order is kept. A queue destroyed while
+//                its producer threads live frees its rings' segments at once; each producer thread
+//                keeps a small record of the dead ring until it registers with another queue or
+//                exits.
 // Errors:        push returns Errc::full (bounded, not blocking) or Errc::closed, leaving
 //                the item untouched. Allocation failure (a new ring or segment) throws
-//                std::bad_alloc.
+//                std::bad_alloc, and the item's move constructor may throw; a push that
+//                throws publishes nothing and gives its unit of capacity back.
 // Cost:          push: one thread-local lookup, the item's move, three plain stores to the
 //                producer's own cache line, two loads of read-mostly flags; no locked
 //                instruction. Bounded queues add one CAS on a shared counter. consume: one
@@ -183,6 +189,12 @@ struct RingCache {
 };
 inline thread_local RingCache ring_cache;
 
+// Set when this thread's ThreadRings has been destroyed (the thread is exiting, or on the
+// main thread the program is). Trivial, so it stays readable after every non-trivial
+// thread_local is gone: a push from a later destructor checks it instead of touching the
+// destroyed record.
+inline thread_local constinit bool thread_rings_gone = false;
+
 // The producer thread's rings, one per queue it has pushed to; marks them abandoned at exit.
 class ThreadRings {
  public:
@@ -193,6 +205,7 @@ class ThreadRings {
     for (auto& entry : rings_)
       entry.second->producer_gone.store(true, std::memory_order_release);
     ring_cache = {};
+    thread_rings_gone = true;
   }
 
   // Returns this thread's ring for queue `id`, or nullptr.
@@ -224,8 +237,9 @@ class ProducerRing final : public RingControl {
   static constexpr std::size_t kFirstSegment = 64;
   static constexpr std::size_t kMaxSegment = 4096;
 
-  ProducerRing() {
-    Segment* s = new_segment(kFirstSegment);
+  // Creates a ring whose first segment holds `first_segment` items.
+  explicit ProducerRing(std::size_t first_segment = kFirstSegment) {
+    Segment* s = new_segment(first_segment);
     s->next.store(s, std::memory_order_relaxed);
     pseg_ = s;
     cseg_ = s;
@@ -393,12 +407,29 @@ class ProducerRingQueue {
   // Blocks while full when `block`; returns Errc::full (not blocking) or Errc::closed.
   // Allocates only when the thread first pushes to this queue or its ring grows.
   Outcome<void> push(T&& item, bool block) {
-    Ring* ring = ring_for_this_thread();
+    std::shared_ptr<Ring> late;  // set for a push after this thread's ring record died
+    Ring* ring = ring_for_this_thread(late);
     if (ring == nullptr) return Errc::closed;
+    // A late push's ring serves this one push: abandon it once the item is published (or
+    // refused), so the consumer drops it when drained.
+    struct Abandon {
+      const std::shared_ptr<Ring>& ring;
+      ~Abandon() {
+        if (ring) ring->producer_gone.store(true, std::memory_order_release);
+      }
+    } abandon{late};
     if (capacity_ != 0) {
       if (Outcome<void> room = reserve(block); !room) return room;
     }
-    if (!ring->push(std::move(item), closed_flag_)) {
+    bool accepted;
+    try {
+      accepted = ring->push(std::move(item), closed_flag_);
+    } catch (...) {
+      // The item's move or a new segment threw: nothing was published; give the unit back.
+      if (capacity_ != 0) release(1);
+      throw;
+    }
+    if (!accepted) {
       if (capacity_ != 0) release(1);
       return Errc::closed;
     }
@@ -497,10 +528,24 @@ class ProducerRingQueue {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
-  Ring* ring_for_this_thread() {
+  // Returns the calling thread's ring, registering one at its first push; nullptr when
+  // closed. After the thread's ring record was destroyed (a push from a thread_local or
+  // static destructor that runs later), registers a fresh one-item ring, returned in `late`
+  // and not recorded: the record cannot be touched any more. Appending it to the registry
+  // keeps the thread's order: the consumer sees the new ring only after a refresh that also
+  // makes every earlier push of the thread visible, and drains older rings first.
+  Ring* ring_for_this_thread(std::shared_ptr<Ring>& late) {
     detail::RingCache& cache = detail::ring_cache;
     if (cache.queue_id == id_) [[likely]]
       return static_cast<Ring*>(cache.ring);
+    if (detail::thread_rings_gone) [[unlikely]] {
+      late = std::make_shared<Ring>(1);
+      std::lock_guard lock(registry_mutex_);
+      if (closed_) return nullptr;
+      rings_.push_back(late);
+      version_.fetch_add(1, std::memory_order_seq_cst);
+      return late.get();
+    }
     detail::RingControl* found = detail::thread_rings.find(id_);
     if (found == nullptr) {
       auto ring = std::make_shared<Ring>();
