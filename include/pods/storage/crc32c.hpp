@@ -19,6 +19,7 @@
 //   std::string_view s = "123456789";
 //   std::uint32_t c = pods::crc32c(s.data(), s.size());   // 0xE3069283
 //   c = pods::crc32c(more.data(), more.size(), c);         // the CRC of s + more
+// Example context: std::string_view more = "more";
 #pragma once
 
 #include <array>

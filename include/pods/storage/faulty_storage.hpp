@@ -32,6 +32,8 @@
 //   log.append(a); log.sync();                                 // durable
 //   faulty.fail_at(pods::FaultyStorage<>::Op::sync, 1);        // the next sync fails with EIO
 //   log.append(b); // log.sync() throws std::system_error; entry b was never durable
+// Example context: #include <pods/storage/segmented_log_core.hpp>
+// Example context: std::vector<std::byte> a(8), b(8);
 #pragma once
 
 #include <pods/policy/storage.hpp>

@@ -35,6 +35,8 @@
 //   // from any number of threads:
 //   std::uint64_t index = log.append_durable(bytes);   // durable when it returns
 //   log.with_log([](auto& l) { l.remove_before(snapshot_index + 1); });
+// Example context: std::vector<std::byte> bytes(8);
+// Example context: std::uint64_t snapshot_index = 0;
 #pragma once
 
 #include <pods/policy/errors.hpp>

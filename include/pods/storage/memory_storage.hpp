@@ -24,6 +24,8 @@
 //   log.append(bytes); log.sync(); log.append(more);
 //   storage.crash(/*tear=*/true);                    // more may be cut anywhere, bytes survive
 //   pods::SegmentedLog reopened(storage);            // recovery cuts the torn tail
+// Example context: #include <pods/storage/segmented_log_core.hpp>
+// Example context: std::vector<std::byte> bytes(8), more(8);
 #pragma once
 
 #include <pods/policy/storage.hpp>

@@ -10,6 +10,7 @@
 //   #include <pods/storage/segmented_log.hpp>
 //   pods::SegmentedLog<> log(pods::FileStorage("/var/lib/app/log"));
 //   log.append(bytes); log.sync();
+// Example context: std::vector<std::byte> bytes(8);
 #pragma once
 
 #include <pods/storage/file_storage.hpp>

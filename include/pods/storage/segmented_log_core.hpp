@@ -64,11 +64,15 @@
 //                entry's offset. Open: reads every segment once in 1 MiB chunks. Memory: 8
 //                bytes per 64 entries.
 // Example:
-//   pods::SegmentedLog log(pods::FileStorage("/var/lib/app/log"));
+//   pods::MemoryStorage storage;                 // or FileStorage, from segmented_log.hpp
+//   pods::SegmentedLog log(storage);
 //   std::uint64_t i = log.append(std::as_bytes(std::span(std::string_view("put x 1"))));
 //   log.sync();                                  // entry i is durable
 //   for (const pods::LogEntry& e : log.entries(1)) apply(e.index, e.payload);
 //   log.remove_before(snapshot_index + 1);       // drop segments a snapshot covers
+// Example context: #include <pods/storage/memory_storage.hpp>
+// Example context: void apply(std::uint64_t, const std::vector<std::byte>&) {}
+// Example context: std::uint64_t snapshot_index = 0;
 #pragma once
 
 #include <pods/policy/errors.hpp>

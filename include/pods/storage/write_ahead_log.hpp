@@ -21,6 +21,7 @@
 //   pods::WriteAheadLog<std::string, pods::StringCodec> wal(pods::FileStorage("/var/lib/kv"));
 //   for (const auto& [index, command] : wal.replay()) apply(command);   // after a restart
 //   wal.append("set x 1"); wal.sync(); apply("set x 1");
+// Example context: void apply(const std::string&) {}
 #pragma once
 
 #include <pods/policy/codec.hpp>
