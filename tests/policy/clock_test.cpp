@@ -5,6 +5,8 @@
 #include <atomic>
 #include <chrono>
 #include <thread>
+#include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 
@@ -63,6 +65,42 @@ TEST_CASE("ManualClock: copies share one time that moves only when told", "[cloc
   SECTION("default start is the epoch") {
     CHECK(pods::ManualClock{}.now().time_since_epoch() == 0ns);
   }
+}
+
+TEST_CASE("ManualClock: the shared time lives as long as any copy", "[clock]") {
+  pods::ManualClock survivor;
+  {
+    pods::ManualClock original(7s);
+    survivor = original;  // the default-constructed clock's time is released here
+    pods::ManualClock moved = std::move(original);
+    moved.advance(1s);
+    CHECK(original.now().time_since_epoch() == 8s);  // a moved-from clock still reads it
+  }
+  CHECK(survivor.now().time_since_epoch() == 8s);
+  pods::ManualClock& self = survivor;
+  survivor = self;  // self-assignment keeps the time
+  survivor.set(3s);
+  CHECK(survivor.now().time_since_epoch() == 3s);
+  pods::ManualClock other(1s);
+  other = survivor;
+  other.advance(1s);
+  CHECK(survivor.now().time_since_epoch() == 4s);
+}
+
+TEST_CASE("ManualClock: copies made and dropped on several threads", "[clock][threads]") {
+  pods::ManualClock clock(1s);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([clock] {  // each thread holds its own copy
+      for (int i = 0; i < 10'000; ++i) {
+        pods::ManualClock copy = clock;
+        copy.advance(1ns);
+      }
+    });
+  }
+  for (auto& t : threads)
+    t.join();
+  CHECK(clock.now().time_since_epoch() == 1s + 20'000ns);
 }
 
 TEST_CASE("ManualClock: sleep_until returns once another thread moves the time",

@@ -3,7 +3,10 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <latch>
+#include <mutex>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -66,4 +69,67 @@ TEST_CASE("ThreadSafe atomic and mutex synchronise two threads", "[threading][th
   for (auto& t : threads)
     t.join();
   CHECK(counter.load() == 20000);
+}
+
+TEST_CASE("AtomicMutex: try_lock fails while held, succeeds once released", "[threading]") {
+  STATIC_REQUIRE(std::is_same_v<pods::ThreadSafe::mutex, pods::AtomicMutex>);
+  pods::AtomicMutex m;
+  CHECK(m.try_lock());
+  CHECK_FALSE(m.try_lock());
+  m.unlock();
+  {
+    pods::ScopedLock lock(m);
+    CHECK_FALSE(m.try_lock());
+  }
+  CHECK(m.try_lock());
+  m.unlock();
+  {
+    std::lock_guard lock(m);  // a Lockable for the std guards too
+    CHECK_FALSE(m.try_lock());
+  }
+  CHECK(m.try_lock());
+  m.unlock();
+}
+
+TEST_CASE("AtomicMutex: mutual exclusion under contention", "[threading][threads]") {
+  // A plain counter guarded by the lock: a lost update (or, under TSan, a data race) means
+  // two threads were inside at once.
+  pods::AtomicMutex m;
+  std::uint64_t plain = 0;
+  constexpr int threads = 4, per_thread = 50'000;
+  std::latch start(threads);
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&] {
+      start.arrive_and_wait();
+      for (int i = 0; i < per_thread; ++i) {
+        pods::ScopedLock lock(m);
+        plain = plain + 1;
+      }
+    });
+  }
+  for (auto& w : workers)
+    w.join();
+  CHECK(plain == std::uint64_t{threads} * per_thread);
+  CHECK(m.try_lock());
+  m.unlock();
+}
+
+TEST_CASE("AtomicMutex: a thread blocked in lock() gets it when the holder unlocks",
+          "[threading][threads]") {
+  pods::AtomicMutex m;
+  m.lock();
+  int guarded = 0;
+  std::latch waiting(1);
+  std::thread waiter([&] {
+    waiting.count_down();
+    m.lock();
+    guarded = guarded + 1;  // after the holder's write: the unlock released it
+    m.unlock();
+  });
+  waiting.wait();
+  guarded = 41;
+  m.unlock();
+  waiter.join();
+  CHECK(guarded == 42);
 }

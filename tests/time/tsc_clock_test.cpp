@@ -5,8 +5,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 using namespace std::chrono_literals;
 
@@ -109,3 +115,40 @@ TEST_CASE("TscClock: free-running readers in several threads each see a non-decr
     w.join();
   CHECK(back.load() == 0);
 }
+
+#if defined(__x86_64__)
+TEST_CASE("TscClock: the clocksource file is read by its first line", "[tsc]") {
+  char path[] = "/tmp/pods_tsc_clock_test_XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  close(fd);
+  struct Case {
+    const char* content;
+    int expected;
+  };
+  const Case cases[] = {
+      {"tsc\n", 1},  {"tsc", 1},  {"tsc\nhpet\n", 1}, {"hpet\n", 0},
+      {"tsc2\n", 0}, {"ts\n", 0}, {"xtsc\n", 0},      {"", -1},
+  };
+  for (const Case& c : cases) {
+    std::ofstream(path, std::ios::trunc) << c.content;
+    INFO("content '" << c.content << "'");
+    CHECK(pods::detail::first_line_is(path, "tsc") == c.expected);
+  }
+  std::remove(path);
+  CHECK(pods::detail::first_line_is(path, "tsc") == -1);  // missing: decide without it
+}
+
+TEST_CASE("TscClock: uses the TSC only when the kernel's clocksource is tsc", "[tsc]") {
+  std::ifstream source("/sys/devices/system/clocksource/clocksource0/current_clocksource");
+  std::string name;
+  if (!(source >> name)) {
+    WARN("no clocksource file to compare with");
+    return;
+  }
+  if (name != "tsc") CHECK_FALSE(pods::TscClock::uses_tsc());
+  CHECK(pods::detail::first_line_is(
+            "/sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc") ==
+        (name == "tsc" ? 1 : 0));
+}
+#endif

@@ -13,6 +13,7 @@
 // Cost:          one predictable branch.
 // Example:
 //   PODS_ASSERT(next_ == last_ + 1, "log index out of step with its segments");
+// Example context: std::uint64_t next_ = 2, last_ = 1;
 #pragma once
 
 #include <cstdio>

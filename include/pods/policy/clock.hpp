@@ -8,6 +8,8 @@
 //                moves only when the test says so.
 // Guarantees:    SystemClock and SteadyClock read the std clocks at nanosecond resolution.
 //                ManualClock copies share one time; it never moves unless advanced or set.
+//                Including this header provides std::chrono's durations, time points,
+//                clocks and literals (not the C++20 calendar: include <chrono> for that).
 // Not provided:  Any monotonicity of SystemClock (the wall clock may step backwards).
 // Thread safety: thread-safe: every clock here may be read and (ManualClock) set from any
 //                thread concurrently.
@@ -18,16 +20,26 @@
 //   pods::RequestWaitingList<int, int, pods::ManualClock> waiting(1s, clock);
 //   clock.advance(2s);                              // the component sees the same time
 //   waiting.expire();                               // deterministic timeout, no sleeping
+// Example context: #include <pods/messaging/request_waiting_list.hpp>
 #pragma once
 
 #include <atomic>
-#include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <memory>
 #include <stdexcept>
 #include <string>
-#include <thread>
+
+#include <time.h>  // nanosleep
+
+// std::chrono's durations, time points and clocks. With libstdc++, only the part that holds
+// them: C++20's <chrono> adds the calendar, time zones and their stream I/O (it includes
+// <sstream>), which no pods header uses and which would be most of what including a pods
+// clock costs to compile. Elsewhere, <chrono>. pods headers get std::chrono through here.
+#if defined(__GLIBCXX__) && __has_include(<bits/chrono.h>)
+#include <bits/chrono.h>
+#else
+#include <chrono>
+#endif
 
 namespace pods {
 
@@ -81,10 +93,19 @@ struct SteadyClock {
 static_assert(PhysicalClock<SteadyClock>);
 static_assert(PhysicalClock<std::chrono::steady_clock>);
 
+namespace detail {
+// The shared state of a ManualClock and its copies: the time and a count of the copies.
+struct ManualTime {
+  std::atomic<std::int64_t> now;
+  std::atomic<std::uint64_t> copies{1};
+};
+}  // namespace detail
+
 // ManualClock: the test double. Its time is nanoseconds since the Unix epoch held in one
 // shared atomic, so every copy (the test's and the component's) sees the same time, and it
 // moves only through advance() and set(). sleep_until() blocks until another thread moves
 // the time far enough, which lets a test drive a blocking wait without real sleeping.
+// Copies share the time through a reference count; a moved-from clock still reads it.
 class ManualClock {
  public:
   using duration = std::chrono::nanoseconds;
@@ -95,10 +116,25 @@ class ManualClock {
 
   // Creates a clock reading `start` since the epoch. Allocates the shared state.
   explicit ManualClock(std::chrono::nanoseconds start = {})
-      : now_(std::make_shared<std::atomic<std::int64_t>>(start.count())) {}
+      : now_(new detail::ManualTime{{start.count()}}) {}
+
+  // Makes a copy that shares this clock's time. Never throws.
+  ManualClock(const ManualClock& other) noexcept : now_(other.now_) {
+    now_->copies.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // Makes this clock share `other`'s time. Never throws.
+  ManualClock& operator=(const ManualClock& other) noexcept {
+    other.now_->copies.fetch_add(1, std::memory_order_relaxed);
+    release();
+    now_ = other.now_;
+    return *this;
+  }
+
+  ~ManualClock() { release(); }
 
   // Returns the current manual time. Never throws.
-  time_point now() const noexcept { return time_point(duration(now_->load())); }
+  time_point now() const noexcept { return time_point(duration(now_->now.load())); }
 
   // Moves the time forward by `step` and wakes sleepers. Throws std::invalid_argument
   // for a negative step (use set() to move backwards deliberately).
@@ -107,27 +143,31 @@ class ManualClock {
       throw std::invalid_argument("ManualClock::advance: step must not be negative, got " +
                                   std::to_string(step.count()) + " ns");
     }
-    now_->fetch_add(step.count());
-    now_->notify_all();
+    now_->now.fetch_add(step.count());
+    now_->now.notify_all();
   }
 
   // Sets the time to `since_epoch`, forwards or backwards (a wall clock stepped by NTP),
   // and wakes sleepers.
   void set(std::chrono::nanoseconds since_epoch) noexcept {
-    now_->store(since_epoch.count());
-    now_->notify_all();
+    now_->now.store(since_epoch.count());
+    now_->now.notify_all();
   }
 
   // Blocks until another thread has moved the time to `deadline` or later.
   void sleep_until(time_point deadline) const noexcept {
-    for (auto seen = now_->load(); seen < deadline.time_since_epoch().count();
-         seen = now_->load()) {
-      now_->wait(seen);
+    for (auto seen = now_->now.load(); seen < deadline.time_since_epoch().count();
+         seen = now_->now.load()) {
+      now_->now.wait(seen);
     }
   }
 
  private:
-  std::shared_ptr<std::atomic<std::int64_t>> now_;
+  void release() noexcept {
+    if (now_->copies.fetch_sub(1, std::memory_order_acq_rel) == 1) delete now_;
+  }
+
+  detail::ManualTime* now_;
 };
 static_assert(PhysicalClock<ManualClock>);
 
@@ -139,7 +179,9 @@ void sleep_until(const Clock& clock, typename Clock::time_point deadline) {
     clock.sleep_until(deadline);
   } else {
     for (auto now = clock.now(); now < deadline; now = clock.now()) {
-      std::this_thread::sleep_for(deadline - now);
+      const std::int64_t ns = std::chrono::ceil<std::chrono::nanoseconds>(deadline - now).count();
+      timespec wait{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+      nanosleep(&wait, nullptr);  // an early return (a signal) re-checks the clock
     }
   }
 }

@@ -29,12 +29,15 @@
 //   store.put(key, value, ts);                                 // not visible yet
 //   bound.wait_until_safe(ts);                                 // every clock is past ts now
 //   acknowledge_and_make_visible(key, ts);
+// Example context: pods::VersionedStore<std::string, std::string, pods::HybridTimestamp> store;
+// Example context: std::string key = "k", value = "v";
+// Example context: void acknowledge_and_make_visible(const std::string&, pods::HybridTimestamp) {}
+// Example context: #include <pods/storage/versioned_value.hpp>
 #pragma once
 
-#include <pods/policy/clock.hpp>
+#include <pods/policy/clock.hpp>  // and std::chrono
 #include <pods/time/hybrid_clock.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <limits>
 #include <stdexcept>

@@ -26,8 +26,13 @@
 // Example:
 //   pods::GenerationClock<> gen(log.last_generation());  // recovered from the WAL
 //   auto term = gen.next();                               // start an election in a new term
-//   if (gen.is_stale(message.generation)) reply(Errc::stale_generation, gen.current());
+//   if (gen.is_stale(message.generation)) reply(pods::Errc::stale_generation, gen.current());
 //   else if (gen.observe(message.generation)) step_down();  // someone is ahead of us
+// Example context: struct { std::uint64_t last_generation() const { return 0; } } log;  // a WAL
+// Example context: struct { std::uint64_t generation = 0; } message;
+// Example context: void reply(pods::Errc, std::uint64_t) {}
+// Example context: void step_down() {}
+// Example context: #include <pods/policy/errors.hpp>
 #pragma once
 
 #include <pods/policy/threading.hpp>

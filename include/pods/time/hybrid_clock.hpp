@@ -50,18 +50,17 @@
 //   pods::HybridTimestamp sent = clock.now();                 // stamp an outgoing message
 //   pods::HybridTimestamp mine = clock.update(message.ts);    // a message arrives
 //   std::cout << to_string(mine);                             // "1700000000000000000.3"
+// Example context: struct { pods::HybridTimestamp ts; } message;  // a message from a peer
 #pragma once
 
-#include <pods/policy/clock.hpp>
+#include <pods/policy/clock.hpp>  // and std::chrono
 #include <pods/policy/errors.hpp>
 #include <pods/policy/threading.hpp>
 
-#include <chrono>
 #include <compare>
 #include <cstdint>
+#include <iosfwd>
 #include <limits>
-#include <mutex>
-#include <ostream>
 #include <stdexcept>
 #include <string>
 
@@ -94,9 +93,12 @@ inline std::string to_string(const HybridTimestamp& ts) {
   return std::to_string(ts.wall_ns) + "." + std::to_string(ts.logical);
 }
 
-// Writes to_string(ts) to `out`.
-inline std::ostream& operator<<(std::ostream& out, const HybridTimestamp& ts) {
-  return out << ts.wall_ns << '.' << ts.logical;
+// Writes to_string(ts) to `out`. (A template, so this header needs only <iosfwd>: the
+// stream is complete wherever a caller writes to one.)
+template <class Char, class Traits>
+std::basic_ostream<Char, Traits>& operator<<(std::basic_ostream<Char, Traits>& out,
+                                             const HybridTimestamp& ts) {
+  return out << ts.wall_ns << out.widen('.') << ts.logical;
 }
 
 namespace detail {
@@ -253,7 +255,7 @@ class HybridClock {
       }
     }
 #endif
-    std::lock_guard lock(mutex_);
+    ScopedLock lock(mutex_);
     return detail::hlc_decode(word_);
   }
 
@@ -297,7 +299,7 @@ class HybridClock {
       }
     }
 #endif
-    std::lock_guard lock(mutex_);
+    ScopedLock lock(mutex_);
     const HybridTimestamp next = rule(detail::hlc_decode(word_));
     word_ = detail::hlc_encode(next);
     return next;

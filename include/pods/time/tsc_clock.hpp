@@ -35,21 +35,20 @@
 //   pods::HybridClock<pods::TscClock> clock;    // HLC at rdtsc speed
 //   auto ts = clock.now();
 //   auto wall = pods::TscClock{}.now();         // a SystemClock::time_point
+// Example context: #include <pods/time/hybrid_clock.hpp>
 #pragma once
 
-#include <pods/policy/clock.hpp>
+#include <pods/policy/clock.hpp>  // and std::chrono
 
 #include <atomic>
-#include <chrono>
 #include <cstdint>
-#include <fstream>
 #include <limits>
-#include <string>
-#include <thread>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
-#include <x86intrin.h>
+#include <fcntl.h>   // open
+#include <sched.h>   // sched_yield
+#include <unistd.h>  // read, close
 #endif
 
 namespace pods {
@@ -82,12 +81,35 @@ inline constexpr std::int64_t tsc_interval_ns = 1'000'000;  // resync_interval
 inline constexpr std::int64_t tsc_calibration_ns = 1'000'000;
 
 #if defined(__x86_64__)
+// The compiler builtins behind <x86intrin.h>'s _mm_lfence, __rdtsc and _mm_pause, called
+// directly: that header declares every vector intrinsic and costs more to compile than the
+// rest of this header.
 inline std::uint64_t rdtsc_ordered() noexcept {
-  _mm_lfence();  // waits for earlier instructions (and loads) to complete
-  return __rdtsc();
+  __builtin_ia32_lfence();  // waits for earlier instructions (and loads) to complete
+  return __builtin_ia32_rdtsc();
 }
 inline std::uint64_t rdtsc_unordered() noexcept {
-  return __rdtsc();
+  return __builtin_ia32_rdtsc();
+}
+inline void cpu_pause() noexcept {
+  __builtin_ia32_pause();
+}
+
+// Returns 1 when the first line of the file at `path` is `expected`, 0 when it is something
+// else, and -1 when the file cannot be read (then the caller decides without it).
+inline int first_line_is(const char* path, const char* expected) noexcept {
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char buffer[64];
+  const ssize_t got = ::read(fd, buffer, sizeof buffer);
+  ::close(fd);
+  if (got <= 0) return -1;
+  const auto length = static_cast<std::size_t>(got);
+  std::size_t n = 0;
+  for (; expected[n] != '\0'; ++n) {
+    if (n >= length || buffer[n] != expected[n]) return 0;
+  }
+  return n == length || buffer[n] == '\n' ? 1 : 0;
 }
 
 // Returns whether the TSC is usable as a synchronised, constant-rate counter.
@@ -97,9 +119,9 @@ inline bool tsc_usable() {
   __get_cpuid(0x80000007u, &a, &b, &c, &d);
   if ((d & (1u << 8)) == 0) return false;  // not invariant
 #if defined(__linux__)
-  std::ifstream source("/sys/devices/system/clocksource/clocksource0/current_clocksource");
-  std::string name;
-  if (source >> name) return name == "tsc";
+  const int tsc =
+      first_line_is("/sys/devices/system/clocksource/clocksource0/current_clocksource", "tsc");
+  if (tsc >= 0) return tsc == 1;
 #endif
   return true;
 }
@@ -149,7 +171,7 @@ inline void tsc_calibrate(TscState& s) {
     tsc_sample(t0, n0);
     const auto until = SteadyClock::now() + std::chrono::nanoseconds(tsc_calibration_ns);
     while (SteadyClock::now() < until)
-      _mm_pause();
+      cpu_pause();
     tsc_sample(t1, n1);
     usable = t1 > t0 && n1 > n0;
   }
@@ -222,9 +244,9 @@ inline std::int64_t tsc_now_ns() noexcept {
     }
     if (seq & 1) [[unlikely]] {
       if (spins < 64) {
-        _mm_pause();
+        cpu_pause();
       } else {
-        std::this_thread::yield();
+        sched_yield();
       }
       continue;
     }

@@ -30,7 +30,6 @@
 //   assert(a > b);
 #pragma once
 
-#include <algorithm>
 #include <compare>
 #include <concepts>
 #include <cstddef>
@@ -64,7 +63,7 @@ class VersionVector {
       if (counter == 0) continue;
       auto it = find(node);
       if (it != entries_.end() && it->first == node) {
-        it->second = std::max(it->second, counter);
+        if (it->second < counter) it->second = counter;
       } else {
         entries_.insert(it, entry_type(node, counter));
       }
@@ -118,7 +117,7 @@ class VersionVector {
       } else if (a == entries_.end() || b->first < a->first) {
         merged.push_back(*b++);
       } else {
-        merged.emplace_back(std::move(a->first), std::max(a->second, b->second));
+        merged.emplace_back(std::move(a->first), a->second < b->second ? b->second : a->second);
         ++a;
         ++b;
       }
@@ -153,13 +152,24 @@ class VersionVector {
   }
 
  private:
-  auto find(const NodeId& node) {
-    return std::lower_bound(entries_.begin(), entries_.end(), node,
-                            [](const entry_type& e, const NodeId& n) { return e.first < n; });
+  // Returns the first entry whose node is not less than `node` (a binary search; written out
+  // so this header does not pay for compiling <algorithm>).
+  template <class Iterator>
+  static Iterator lower_bound(Iterator first, std::size_t count, const NodeId& node) {
+    while (count > 0) {
+      const std::size_t half = count / 2;
+      if (first[half].first < node) {
+        first += half + 1;
+        count -= half + 1;
+      } else {
+        count = half;
+      }
+    }
+    return first;
   }
+  auto find(const NodeId& node) { return lower_bound(entries_.begin(), entries_.size(), node); }
   auto find(const NodeId& node) const {
-    return std::lower_bound(entries_.begin(), entries_.end(), node,
-                            [](const entry_type& e, const NodeId& n) { return e.first < n; });
+    return lower_bound(entries_.begin(), entries_.size(), node);
   }
 
   static std::partial_ordering compare(const VersionVector& a, const VersionVector& b) {
