@@ -498,6 +498,7 @@ class Search {
     std::uint32_t g = 0;
     bool in_free = false;
     std::uint32_t node = call_next_[n_];
+    if (!settle(g, in_free, node)) return Verdict::illegal;
 
     for (;;) {
       if (remaining_ == 0) {
@@ -564,9 +565,7 @@ class Search {
         }
       }
       if (descend) {
-        g = 0;
-        in_free = false;
-        node = call_next_[n_];
+        if (!settle(g, in_free, node)) return Verdict::illegal;
       } else if (forced) {
         // The one completion worth trying was seen before and failed: so does this one.
         if (!backtrack(g, in_free, node)) return Verdict::illegal;
@@ -645,6 +644,44 @@ class Search {
       free_next_[free_prev_[x]] = x;
       free_prev_[free_next_[x]] = x;
     }
+  }
+
+  // Places every read-only operation that is legal now, before any choice is tried here
+  // (each has no alternatives, see run), and points the cursor at the first candidate.
+  // Returns false when that made the search fail: illegal.
+  bool settle(std::uint32_t& g, bool& in_free, std::uint32_t& node) {
+    for (;;) {
+      g = 0;
+      in_free = false;
+      node = call_next_[n_];
+      if (remaining_ == 0) return true;
+      const std::uint32_t op = first_read_only();
+      if (op == kNone) return true;
+      const WindowBits::Mark mark = known_.mark();
+      known_.set(op);
+      const std::uint64_t hash = set_hash_ ^ zobrist_[op];
+      if (!cache_.insert(hash, state_, known_, free_)) {
+        known_.clear(op, mark);
+        return backtrack(g, in_free, node);
+      }
+      if (agree_ == frames_.size() && agree_ < longest_.size() && longest_[agree_] == op) ++agree_;
+      frames_.push_back(Frame{op, state_, mark, true});
+      set_hash_ = hash;
+      unlink(op);
+      --remaining_;
+    }
+  }
+
+  // Returns a candidate that is read-only and legal in the current state, or kNone.
+  std::uint32_t first_read_only() {
+    for (std::uint32_t g = 0; g < g_; ++g) {
+      const std::uint32_t first_ret = ret_next_[n_ + g];
+      const std::int64_t bound = first_ret == n_ + g ? never : ret_[first_ret];
+      for (std::uint32_t op = call_next_[n_ + g]; op != n_ + g && call_[op] <= bound;
+           op = call_next_[op])
+        if (read_only_[op] && transition(state_, op) == state_) return op;
+    }
+    return kNone;
   }
 
   // Undoes choices up to and including the last one that has alternatives, and points the
