@@ -41,6 +41,9 @@
 //   lwm.clean(log);                               // deletes segments wholly <= snapshot_index
 //   pods::TimeLowWaterMark<> retention(std::chrono::hours(24 * 7));
 //   retention.clean(log);                         // deletes segments older than a week
+// Example context: #include <pods/storage/memory_storage.hpp>
+// Example context: std::uint64_t snapshot_index = 0;
+// Example context: pods::SegmentedLog<pods::MemoryStorage> log{pods::MemoryStorage()};
 #pragma once
 
 #include <pods/policy/clock.hpp>
