@@ -1,6 +1,15 @@
 // A program outside the pods tree that uses pods the way a user would: one include of
-// everything, and a block from each family.
+// everything, and a block from each family. Built with PODS_CONSUMER_WITHOUT_RANGE_V3 (the
+// install_without_dependencies test) it includes only the headers it uses, none of which
+// needs range-v3.
+#if defined(PODS_CONSUMER_WITHOUT_RANGE_V3)
+#include <pods/messaging/singular_update_queue.hpp>
+#include <pods/storage/memory_storage.hpp>
+#include <pods/storage/segmented_log.hpp>
+#include <pods/time/hybrid_clock.hpp>
+#else
 #include <pods/pods.hpp>
+#endif
 
 #include <chrono>
 #include <cstdio>
