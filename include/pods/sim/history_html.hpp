@@ -26,6 +26,9 @@
 //   auto result = pods::sim::check_linearizable(model, std::span(ops));
 //   if (result.verdict != pods::sim::Verdict::ok)
 //     pods::sim::write_html(ops, result, "/tmp/history.html");
+// Example context: using Reg = pods::sim::RegisterModel<int>;
+// Example context: inline const Reg model;
+// Example context: inline pods::sim::History<Reg::Input, Reg::Output> history;
 //
 // Values are printed by a Describe callable: the default uses, in order, a string-like value
 // itself, std::to_string for arithmetic types, a to_string(value) found by argument-dependent
