@@ -3,6 +3,7 @@
 
 #include <pods/sim/cluster.hpp>
 #include <pods/sim/history.hpp>
+#include <pods/sim/history_html.hpp>
 #include <pods/sim/linearizability.hpp>
 #include <pods/sim/nemesis.hpp>
 #include <pods/sim/network.hpp>
