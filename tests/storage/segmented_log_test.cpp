@@ -1004,3 +1004,47 @@ TEMPLATE_TEST_CASE("SegmentedLog: a moved-from log is empty and refuses mutation
   CHECK(log.append(bytes(payload(21))) == 21);
   check_contents(log, 1, 21);
 }
+
+TEST_CASE(
+    "SegmentedLog: a flipped length bit is caught even when the next record lies more than "
+    "1 MiB after it",
+    "[segmented_log]") {
+  pods::MemoryStorage storage;
+  pods::EntryLocation second{};
+  {
+    Log<pods::MemoryStorage> log(storage);
+    log.append(bytes("first"));
+    log.append(std::vector<std::byte>(3 << 20, std::byte{0x5A}));  // 3 MiB
+    log.append(bytes("third"));
+    log.sync();
+    second = *log.locate(2);
+  }
+  storage.corrupt(second.segment, second.offset + 7, std::byte{0x80});  // length += 2 GiB
+  try {
+    Log<pods::MemoryStorage> log(storage);
+    FAIL("opening must throw CorruptionError");
+  } catch (const pods::CorruptionError& e) {
+    CHECK(e.offset() == second.offset);
+    CHECK_THAT(e.what(), Catch::Contains("valid record of index 3"));
+  }
+}
+
+TEST_CASE("SegmentedLog: a torn record of several MiB is cut as a torn tail", "[segmented_log]") {
+  pods::MemoryStorage storage;
+  std::uint64_t big_offset = 0;
+  {
+    Log<pods::MemoryStorage> log(storage);
+    log.append(bytes("first"));
+    log.sync();
+    std::vector<std::byte> big(4 << 20);
+    std::mt19937_64 random(3);
+    for (auto& b : big)
+      b = static_cast<std::byte>(random());
+    log.append(big);
+    big_offset = log.locate(2)->offset;
+  }
+  storage.truncate(1, big_offset + (3 << 20));  // a crash wrote 3 MiB of it
+  Log<pods::MemoryStorage> log(storage);
+  CHECK(log.last_index() == 1);
+  CHECK(log.tail_cut() == pods::TailCut{1, big_offset, 3 << 20, false});
+}

@@ -53,6 +53,12 @@ namespace pods {
 //   - `remove(id)` deletes the segment; durable on return;
 //   - `name(id)` returns the name used in error messages (the file name).
 // Operations on an id that does not exist throw std::system_error.
+// Optional members, used by SegmentedLog when present:
+//   - `path(id)` returning something with `.string()` (FileStorage: the file's full path):
+//     CorruptionError names the segment by it, so the message says which directory;
+//   - `acquire_writer()` / `release_writer() noexcept`: the log claims the storage for its
+//     lifetime; acquire_writer throws when a writer already holds it (a second log on a copy
+//     of the same storage would append the same indices and lose synced entries).
 // clang-format off
 template <class S>
 concept SegmentStorage = std::copy_constructible<S> &&

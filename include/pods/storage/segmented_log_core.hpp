@@ -18,8 +18,10 @@
 //                of the last segment was never acknowledged as durable and is cut off; a bad
 //                record anywhere else is corruption and is reported, never skipped. A bad
 //                record of the last segment that has a valid record after it is corruption
-//                too (a damaged length, not a torn write). Cleaning is deleting whole segments
-//                (remove_before); rewinding is truncate_after.
+//                too (a damaged length, not a torn write: recovery looks where one flipped
+//                bit of the length would have put the next record, and at every position of
+//                a tail up to 1 MiB). Cleaning is deleting whole segments (remove_before);
+//                rewinding is truncate_after.
 // Record format (version 1; docs/patterns/segmented-log.md): a segment starts with a 16-byte
 //                header: the 7 bytes "podslog", a format byte (1), the first index (u64 LE).
 //                Each record is crc32c (u32 LE) | payload length (u32 LE) | payload. The CRC
@@ -61,8 +63,10 @@
 //                entries. Rolling (once per segment_bytes): a sync of the full segment, then
 //                the next segment's creation (file and directory fsync) and header sync.
 //                read(i): one storage read of up to 16 KiB from the nearest of every 64th
-//                entry's offset. Open: reads every segment once in 1 MiB chunks. Memory: 8
-//                bytes per 64 entries.
+//                entry's offset. Open: reads every segment once in 1 MiB chunks; before it
+//                cuts a tail it checks the 32 positions a flipped length bit points at, and
+//                every position of a tail up to 1 MiB, for a valid record. Memory: 8 bytes
+//                per 64 entries.
 // Example:
 //   pods::MemoryStorage storage;                 // or FileStorage, from segmented_log.hpp
 //   pods::SegmentedLog log(storage);
@@ -581,6 +585,9 @@ class SegmentedLog {
   };
 
  private:
+  // The longest span after a bad record that recovery searches byte by byte for a valid one.
+  static constexpr std::uint64_t kFullSearchBytes = 1 << 20;
+
   static constexpr bool claimable = requires(Storage & s) {
     s.acquire_writer();
     s.release_writer();
@@ -800,24 +807,40 @@ class SegmentedLog {
     return true;
   }
 
-  // Returns the offset of the first valid record of entry `index` that starts in
-  // (from, limit) and ends by `size`, or 0 when there is none. A torn write leaves nothing
-  // valid after the torn record, so a valid record there means the bad record before it was
-  // damaged, not torn. (Past `limit` the caller has seen only zero bytes.)
+  // Returns the offset of a valid record of entry `index` (length within the segment,
+  // checksum over the implied index) after the bad record at `from`, or 0 when there is none.
+  // A torn write is the last thing written, so a valid record after the bad one means the
+  // bad one was damaged, not torn. Where it looks: at each position a single flipped bit of
+  // the bad record's length field would have moved its end from (32 positions), and at every
+  // position in (from, limit) when that span is at most kFullSearchBytes (past `limit` the
+  // caller has seen only zero bytes). A longer span is not searched byte by byte: its cost
+  // would grow with the cube of its size for random payload bytes.
   std::uint64_t valid_record_after(detail::SegmentReader<Storage>& reader, std::uint64_t from,
                                    std::uint64_t limit, std::uint64_t size,
                                    std::uint64_t index) const {
     if (index > max_index) return 0;
-    for (std::uint64_t q = from + 1; q < limit && q + detail::kRecordHeaderBytes <= size; ++q) {
+    auto valid_at = [&](std::uint64_t q) {
+      if (q <= from || q + detail::kRecordHeaderBytes > size) return false;
       const std::byte* h = reader.fetch(q, detail::kRecordHeaderBytes);
-      if (h == nullptr) return 0;
+      if (h == nullptr) return false;
       const std::uint32_t length = detail::read_le32(h + 4);
-      if (length > size - q - detail::kRecordHeaderBytes) continue;
+      if (length > size - q - detail::kRecordHeaderBytes) return false;
       const std::byte* r = reader.fetch(q, detail::kRecordHeaderBytes + length);
-      if (r == nullptr) return 0;
-      if (detail::record_crc(index, length, r + detail::kRecordHeaderBytes) ==
-          detail::read_le32(r)) {
-        return q;
+      return r != nullptr && detail::record_crc(index, length, r + detail::kRecordHeaderBytes) ==
+                                 detail::read_le32(r);
+    };
+    if (from + detail::kRecordHeaderBytes <= size) {
+      const std::byte* h = reader.fetch(from, detail::kRecordHeaderBytes);
+      const std::uint32_t claimed = h == nullptr ? 0 : detail::read_le32(h + 4);
+      for (int bit = 0; h != nullptr && bit < 32; ++bit) {
+        const std::uint64_t q =
+            from + detail::kRecordHeaderBytes + (claimed ^ (std::uint32_t{1} << bit));
+        if (valid_at(q)) return q;
+      }
+    }
+    if (limit - from <= kFullSearchBytes) {
+      for (std::uint64_t q = from + 1; q < limit && q + detail::kRecordHeaderBytes <= size; ++q) {
+        if (valid_at(q)) return q;
       }
     }
     return 0;
