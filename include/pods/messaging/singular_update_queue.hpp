@@ -115,19 +115,16 @@ class Completion {
     if (ops_ != nullptr && ops_->destroy != nullptr) ops_->destroy(buffer_);
   }
 
-  // Delivers the response (Response = void: no argument). Consumes the completion.
+  // Delivers the response (Response = void: no argument); call it once. The callable is
+  // destroyed with the completion. It writes nothing into the completion itself, so the
+  // worker only reads the queue slot the completion lives in (the producer that reuses the
+  // slot then finds its cache line shared, not modified in the worker's cache).
   template <class... R>
   void set_value(R&&... response) {
-    const Ops* ops = std::exchange(ops_, nullptr);
-    ops->value(buffer_, std::forward<R>(response)...);
-    if (ops->destroy != nullptr) ops->destroy(buffer_);
+    ops_->value(buffer_, std::forward<R>(response)...);
   }
-  // Delivers a failure: the exception (may be null) and its Errc. Consumes the completion.
-  void set_error(std::exception_ptr e, Errc code) {
-    const Ops* ops = std::exchange(ops_, nullptr);
-    ops->error(buffer_, std::move(e), code);
-    if (ops->destroy != nullptr) ops->destroy(buffer_);
-  }
+  // Delivers a failure: the exception (may be null) and its Errc; call it once.
+  void set_error(std::exception_ptr e, Errc code) { ops_->error(buffer_, std::move(e), code); }
 
  private:
   template <class Fn>
