@@ -54,6 +54,8 @@ TEST_CASE("MoveOnlyFunction: empty from nothing, nullptr, a null pointer or an e
 
   MoveOnlyFunction<int(int)> from_pointer = &twice;
   CHECK(from_pointer(4) == 8);
+  MoveOnlyFunction<int(int)> from_function = twice;  // a function, not a pointer: never null
+  CHECK(from_function(3) == 6);
   MoveOnlyFunction<int(int)> from_std_function = std::function<int(int)>(twice);
   CHECK(from_std_function(5) == 10);
   from_std_function = nullptr;

@@ -40,6 +40,11 @@
 //   auto r = receiver.execute(session, /*seq=*/7, /*lowest_unacknowledged=*/5,
 //                             [&] { return store.apply(request); });  // runs once for seq 7
 //   receiver.expire_sessions();                        // from a periodic tick
+// Example context: struct Reply {};
+// Example context: struct Request {};
+// Example context: struct Store { Reply apply(const Request&) { return {}; } };
+// Example context: Store store;
+// Example context: Request request;
 #pragma once
 
 #include <pods/policy/clock.hpp>

@@ -66,7 +66,9 @@ class MoveOnlyFunction<R(Args...)> {
       std::is_invocable_r_v<R, std::decay_t<F>&, Args...> MoveOnlyFunction(
           F&& f) {  // NOLINT: implicit, as std::function's
     using Fn = std::decay_t<F>;
-    if constexpr (std::is_pointer_v<Fn> || std::is_member_pointer_v<Fn> || is_std_function<Fn>) {
+    using Given = std::remove_cvref_t<F>;  // a function (not a pointer) is never null
+    if constexpr (std::is_pointer_v<Given> || std::is_member_pointer_v<Given> ||
+                  is_std_function<Given>) {
       if (!f) return;
     }
     if constexpr (fits_inline<Fn>) {

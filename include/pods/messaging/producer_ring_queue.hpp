@@ -82,6 +82,7 @@
 //   int v = 1;
 //   (void)q.push(std::move(v), true);               // from any thread
 //   q.consume([](int& x) noexcept { use(x); });    // from the one consumer thread
+// Example context: void use(int) noexcept {}
 #pragma once
 
 #include <pods/messaging/mpsc_queue.hpp>

@@ -25,6 +25,10 @@
 //                               pods::BatchLimits{.max_requests = 32});
 //   sender.send("put a 1");                       // flushes by itself when 32 are waiting
 //   if (auto when = sender.deadline()) loop.wake_at(*when, [&] { sender.tick(); });
+// Example context: struct Socket { void write(const std::vector<std::string>&) {} };
+// Example context: Socket socket;
+// Example context: struct EventLoop { template <class T, class F> void wake_at(T, F) {} };
+// Example context: EventLoop loop;
 #pragma once
 
 #include <pods/policy/clock.hpp>

@@ -36,6 +36,17 @@
 //   for (auto& [id, r] : pipeline.take_outgoing()) channel.write(id, r);
 //   channel.on_read([&](auto id, Response r) { pipeline.receive(id, std::move(r)); });
 //   timer.every(100ms, [&] { pipeline.expire(); });
+// Example context: struct Request {};
+// Example context: struct Response {};
+// Example context: Request request;
+// Example context: void on_response(pods::Outcome<Response>) {}
+// Example context: struct Channel {
+// Example context:   void write(std::uint64_t, const Request&) {}
+// Example context:   template <class F> void on_read(F) {}
+// Example context: };
+// Example context: Channel channel;
+// Example context: struct Timer { template <class F> void every(std::chrono::milliseconds, F) {} };
+// Example context: Timer timer;
 #pragma once
 
 #include <pods/messaging/move_only_function.hpp>

@@ -33,9 +33,20 @@
 //   auto quorum = pods::QuorumCallback<NodeId, Reply>::make(3, 2, [&](auto result) {
 //     if (result) client.reply_ok(); else client.reply_error(result.error());
 //   });
-//   for (NodeId peer : peers) waiting.add(next_id, quorum->for_responder(peer)), send(peer,
-//   next_id++); waiting.complete(id, reply);                     // from the network handler
+//   for (NodeId peer : peers) {                      // one request per peer
+//     waiting.add(next_id, quorum->for_responder(peer));
+//     send(peer, next_id++);
+//   }
+//   waiting.complete(id, reply);                     // from the network handler
 //   waiting.expire();                                // from a periodic tick
+// Example context: struct Reply {};
+// Example context: using NodeId = int;
+// Example context: struct Client { void reply_ok() {} void reply_error(pods::Errc) {} };
+// Example context: Client client;
+// Example context: std::vector<NodeId> peers{1, 2, 3};
+// Example context: void send(NodeId, std::uint64_t) {}
+// Example context: std::uint64_t next_id = 1, id = 1;
+// Example context: Reply reply;
 #pragma once
 
 #include <pods/messaging/move_only_function.hpp>
