@@ -887,6 +887,16 @@ TEST_CASE(
   faulty.crash();
   Log<Faulty> after_crash(faulty);
   check_contents(after_crash, 1, 6);
+  CHECK_FALSE(after_crash.cut_back_failed());
+
+  SECTION("when the cut fails too, the log says so") {
+    after_crash.append(bytes(payload(7)));
+    faulty.fail_at(Op::sync, 1);
+    faulty.fail_at(Op::truncate, 1);
+    CHECK_THROWS_AS(after_crash.sync(), std::system_error);
+    CHECK(after_crash.failed());
+    CHECK(after_crash.cut_back_failed());
+  }
 }
 
 TEST_CASE(
@@ -1047,4 +1057,33 @@ TEST_CASE("SegmentedLog: a torn record of several MiB is cut as a torn tail", "[
   Log<pods::MemoryStorage> log(storage);
   CHECK(log.last_index() == 1);
   CHECK(log.tail_cut() == pods::TailCut{1, big_offset, 3 << 20, false});
+}
+
+TEST_CASE(
+    "SegmentedLog: a torn record whose payload holds the image of the next record is still a "
+    "torn tail",
+    "[segmented_log]") {
+  // The image of the record entry 2 would have, inside entry 1's payload (a log of log
+  // records, say), and the crash tears entry 1 after the image but before its end.
+  const std::vector<std::byte> inner = bytes("an inner record");
+  std::vector<std::byte> image(pods::detail::kRecordHeaderBytes);
+  pods::detail::store_le32(
+      image.data(),
+      pods::detail::record_crc(2, static_cast<std::uint32_t>(inner.size()), inner.data()));
+  pods::detail::store_le32(image.data() + 4, static_cast<std::uint32_t>(inner.size()));
+  image.insert(image.end(), inner.begin(), inner.end());
+  std::vector<std::byte> outer = bytes("prefix:");
+  outer.insert(outer.end(), image.begin(), image.end());
+  outer.resize(outer.size() + 100, std::byte{'s'});
+
+  pods::MemoryStorage storage;
+  {
+    Log<pods::MemoryStorage> log(storage);
+    log.append(outer);
+  }
+  const std::uint64_t record = pods::detail::kSegmentHeaderBytes;
+  storage.truncate(1, record + pods::detail::kRecordHeaderBytes + 7 + image.size() + 30);
+  Log<pods::MemoryStorage> log(storage);
+  CHECK(log.last_index() == 0);
+  CHECK(log.tail_cut().offset == record);
 }

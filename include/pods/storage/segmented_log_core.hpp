@@ -17,10 +17,11 @@
 //                open the log scans every segment: a torn or checksum-failing record at the end
 //                of the last segment was never acknowledged as durable and is cut off; a bad
 //                record anywhere else is corruption and is reported, never skipped. A bad
-//                record of the last segment that has a valid record after it is corruption
-//                too (a damaged length, not a torn write: recovery looks where one flipped
-//                bit of the length would have put the next record, and at every position of
-//                a tail up to 1 MiB). Cleaning is deleting whole segments (remove_before);
+//                record of the last segment after which the rest of the log resumes (valid
+//                records of the next indices running to the end) is corruption too: a
+//                damaged length, not a torn write. Recovery looks where one flipped bit of
+//                the length would have put the next record, and at every position of a
+//                tail up to 1 MiB. Cleaning is deleting whole segments (remove_before);
 //                rewinding is truncate_after.
 // Record format (version 1; docs/patterns/segmented-log.md): a segment starts with a 16-byte
 //                header: the 7 bytes "podslog", a format byte (1), the first index (u64 LE).
@@ -293,6 +294,7 @@ class SegmentedLog {
         synced_count_(other.synced_count_),
         dirty_(other.dirty_),
         failed_(other.failed_),
+        cut_failed_(other.cut_failed_),
         moved_from_(other.moved_from_),
         writer_(std::exchange(other.writer_, false)) {
     other.become_moved_from();
@@ -310,6 +312,7 @@ class SegmentedLog {
     synced_count_ = other.synced_count_;
     dirty_ = other.dirty_;
     failed_ = other.failed_;
+    cut_failed_ = other.cut_failed_;
     moved_from_ = other.moved_from_;
     writer_ = std::exchange(other.writer_, false);
     other.become_moved_from();
@@ -499,6 +502,10 @@ class SegmentedLog {
 
   // Returns true after an I/O failure (mutations throw pods::Error until the log is reopened).
   bool failed() const noexcept { return failed_; }
+  // Returns true when, after a failure, cutting the last segment back to the synced bytes
+  // failed as well: the storage may still show entries that were never durable, so restart
+  // the process before reopening the log.
+  bool cut_back_failed() const noexcept { return cut_failed_; }
 
   // Returns the storage (a handle sharing the log's segments).
   const Storage& storage() const noexcept { return storage_; }
@@ -618,6 +625,7 @@ class SegmentedLog {
     synced_count_ = 0;
     dirty_ = false;
     failed_ = false;
+    cut_failed_ = false;
     moved_from_ = true;
     writer_ = false;
   }
@@ -807,40 +815,59 @@ class SegmentedLog {
     return true;
   }
 
-  // Returns the offset of a valid record of entry `index` (length within the segment,
-  // checksum over the implied index) after the bad record at `from`, or 0 when there is none.
-  // A torn write is the last thing written, so a valid record after the bad one means the
-  // bad one was damaged, not torn. Where it looks: at each position a single flipped bit of
-  // the bad record's length field would have moved its end from (32 positions), and at every
-  // position in (from, limit) when that span is at most kFullSearchBytes (past `limit` the
-  // caller has seen only zero bytes). A longer span is not searched byte by byte: its cost
-  // would grow with the cube of its size for random payload bytes.
+  // Returns true when a valid record of entry `index` starts at `q` (length within `size`,
+  // checksum over the implied index).
+  bool valid_record_at(detail::SegmentReader<Storage>& reader, std::uint64_t q, std::uint64_t size,
+                       std::uint64_t index) const {
+    if (index > max_index || q + detail::kRecordHeaderBytes > size) return false;
+    const std::byte* h = reader.fetch(q, detail::kRecordHeaderBytes);
+    if (h == nullptr) return false;
+    const std::uint32_t length = detail::read_le32(h + 4);
+    if (length > size - q - detail::kRecordHeaderBytes) return false;
+    const std::byte* r = reader.fetch(q, detail::kRecordHeaderBytes + length);
+    return r != nullptr && detail::record_crc(index, length, r + detail::kRecordHeaderBytes) ==
+                               detail::read_le32(r);
+  }
+
+  // Returns true when valid records of entries index, index + 1, ... run from `q` to the end
+  // of the segment (or to a run of zero bytes that ends it): the rest of a log, not a stray
+  // record image inside a torn payload.
+  bool valid_chain_at(detail::SegmentReader<Storage>& reader, std::uint64_t q, std::uint64_t size,
+                      std::uint64_t index) const {
+    if (!valid_record_at(reader, q, size, index)) return false;
+    while (true) {
+      const std::byte* h = reader.fetch(q, detail::kRecordHeaderBytes);
+      q += detail::kRecordHeaderBytes + detail::read_le32(h + 4);
+      ++index;
+      if (q == size || zeros_from(reader, q, size)) return true;
+      if (!valid_record_at(reader, q, size, index)) return false;
+    }
+  }
+
+  // Returns the offset where the rest of the log (valid_chain_at, from entry `index`)
+  // resumes after the bad record at `from`, or 0 when it does not. A torn write is the last
+  // thing written, so a valid chain after the bad record means the bad one was damaged, not
+  // torn. Where it looks: at each position a single flipped bit of the bad record's length
+  // field would have moved its end from (32 positions), and at every position in
+  // (from, limit) when that span is at most kFullSearchBytes (past `limit` the caller has
+  // seen only zero bytes). A longer span is not searched byte by byte: its cost would grow
+  // with the cube of its size for random payload bytes.
   std::uint64_t valid_record_after(detail::SegmentReader<Storage>& reader, std::uint64_t from,
                                    std::uint64_t limit, std::uint64_t size,
                                    std::uint64_t index) const {
     if (index > max_index) return 0;
-    auto valid_at = [&](std::uint64_t q) {
-      if (q <= from || q + detail::kRecordHeaderBytes > size) return false;
-      const std::byte* h = reader.fetch(q, detail::kRecordHeaderBytes);
-      if (h == nullptr) return false;
-      const std::uint32_t length = detail::read_le32(h + 4);
-      if (length > size - q - detail::kRecordHeaderBytes) return false;
-      const std::byte* r = reader.fetch(q, detail::kRecordHeaderBytes + length);
-      return r != nullptr && detail::record_crc(index, length, r + detail::kRecordHeaderBytes) ==
-                                 detail::read_le32(r);
-    };
     if (from + detail::kRecordHeaderBytes <= size) {
       const std::byte* h = reader.fetch(from, detail::kRecordHeaderBytes);
       const std::uint32_t claimed = h == nullptr ? 0 : detail::read_le32(h + 4);
       for (int bit = 0; h != nullptr && bit < 32; ++bit) {
         const std::uint64_t q =
             from + detail::kRecordHeaderBytes + (claimed ^ (std::uint32_t{1} << bit));
-        if (valid_at(q)) return q;
+        if (q > from && valid_chain_at(reader, q, size, index)) return q;
       }
     }
     if (limit - from <= kFullSearchBytes) {
       for (std::uint64_t q = from + 1; q < limit && q + detail::kRecordHeaderBytes <= size; ++q) {
-        if (valid_at(q)) return q;
+        if (valid_chain_at(reader, q, size, index)) return q;
       }
     }
     return 0;
