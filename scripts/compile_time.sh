@@ -9,7 +9,8 @@
 # Usage: scripts/compile_time.sh [-r RUNS] [-c COMPILER] [-l LIMIT] [header-glob...]
 #   RUNS (default 5), COMPILER (default g++), LIMIT: exit 1 when a single-block header's
 #   median exceeds LIMIT seconds (default: report only). Globs are relative to include/,
-#   e.g. 'pods/time/*.hpp'.
+#   e.g. 'pods/time/*.hpp'; an argument in angle brackets, e.g. '<chrono>', measures that
+#   header of the compiler's library instead, for comparison.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,8 +33,15 @@ shift $((OPTIND - 1))
 
 cd include
 if (($#)); then
-  # shellcheck disable=SC2206 # the globs are meant to expand here
-  headers=($@)
+  headers=()
+  for arg in "$@"; do
+    if [[ $arg == \<*\> ]]; then
+      headers+=("$arg")
+    else
+      # shellcheck disable=SC2206 # the globs are meant to expand here
+      headers+=($arg)
+    fi
+  done
 else
   headers=(pods/*/*.hpp pods/*.hpp)
 fi
@@ -51,8 +59,12 @@ median() {
 printf '%-44s %9s %7s %8s\n' "header ($cxx ${flags[*]:0:2}, median of $runs)" "seconds" "files" "lines"
 over=0
 for header in "${headers[@]}"; do
-  [[ -f include/$header ]] || { echo "compile_time.sh: no such header include/$header" >&2; exit 2; }
-  printf '#include <%s>\n' "$header" >"$work/tu.cpp"
+  if [[ $header == \<*\> ]]; then
+    printf '#include %s\n' "$header" >"$work/tu.cpp"
+  else
+    [[ -f include/$header ]] || { echo "compile_time.sh: no such header include/$header" >&2; exit 2; }
+    printf '#include <%s>\n' "$header" >"$work/tu.cpp"
+  fi
   files=$("$cxx" -std=c++20 -Iinclude -H -fsyntax-only "$work/tu.cpp" 2>&1 >/dev/null | grep -c '^\.' || true)
   lines=$("$cxx" -std=c++20 -O2 -Iinclude -E -P "$work/tu.cpp" | wc -l)
   samples=()
