@@ -741,6 +741,26 @@ TEMPLATE_TEST_CASE(
   }
 }
 
+TEST_CASE("SegmentedLog: a length no append can write throws, even in the final record",
+          "[segmented_log]") {
+  pods::MemoryStorage storage;
+  pods::EntryLocation last{};
+  {
+    Log<pods::MemoryStorage> log(storage);
+    append_n(log, 3);
+    log.sync();
+    last = *log.locate(3);
+  }
+  storage.corrupt(last.segment, last.offset + 7, std::byte{0x80});  // length >= 2 GiB
+  try {
+    Log<pods::MemoryStorage> log(storage);
+    FAIL("opening must throw CorruptionError");
+  } catch (const pods::CorruptionError& e) {
+    CHECK(e.offset() == last.offset);
+    CHECK_THAT(e.what(), Catch::Contains("exceeds the largest payload"));
+  }
+}
+
 TEST_CASE("SegmentedLog: tail_cut says what recovery cut and whether it was a whole record",
           "[segmented_log]") {
   pods::MemoryStorage storage;
@@ -1029,7 +1049,7 @@ TEST_CASE(
     log.sync();
     second = *log.locate(2);
   }
-  storage.corrupt(second.segment, second.offset + 7, std::byte{0x80});  // length += 2 GiB
+  storage.corrupt(second.segment, second.offset + 6, std::byte{0x40});  // length += 4 MiB
   try {
     Log<pods::MemoryStorage> log(storage);
     FAIL("opening must throw CorruptionError");

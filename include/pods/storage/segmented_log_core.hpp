@@ -936,6 +936,11 @@ class SegmentedLog {
         const std::byte* r = reader.fetch(pos, detail::kRecordHeaderBytes);
         if (r == nullptr) corrupt(id, pos, "segment is shorter than the size the storage reported");
         const std::uint32_t length = detail::read_le32(r + 4);
+        if (length > max_payload_bytes) {  // no append writes it, and a torn write is a prefix
+          corrupt(id, pos,
+                  "record length " + std::to_string(length) + " exceeds the largest payload " +
+                      std::to_string(max_payload_bytes));
+        }
         if (length > left - detail::kRecordHeaderBytes) {
           problem = "record length " + std::to_string(length) + " runs past the end of the segment";
         } else {
