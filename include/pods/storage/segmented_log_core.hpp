@@ -15,14 +15,14 @@
 //                syncs it and rolls to a new one, so only the last segment can hold unsynced
 //                bytes. Every record carries a CRC32C over its length, index and payload. On
 //                open the log scans every segment: a torn or checksum-failing record at the end
-//                of the last segment was never acknowledged as durable and is cut off; a bad
-//                record anywhere else is corruption and is reported, never skipped. A bad
-//                record of the last segment after which the rest of the log resumes (valid
-//                records of the next indices running to the end) is corruption too: a
-//                damaged length, not a torn write. Recovery looks where one flipped bit of
-//                the length would have put the next record, and at every position of a
-//                tail up to 1 MiB. Cleaning is deleting whole segments (remove_before);
-//                rewinding is truncate_after.
+//                of the last segment is taken for an interrupted write and cut off (see the
+//                limit under Guarantees); a bad record anywhere else is corruption and is
+//                reported, never skipped. A bad record of the last segment after which the
+//                rest of the log resumes (valid records of the next indices running to the
+//                end) is corruption too: a damaged length, not a torn write. Recovery looks
+//                where one flipped bit of the length would have put the next record, and at
+//                every position of a tail up to 1 MiB. Cleaning is deleting whole segments
+//                (remove_before); rewinding is truncate_after.
 // Record format (version 1; docs/patterns/segmented-log.md): a segment starts with a 16-byte
 //                header: the 7 bytes "podslog", a format byte (1), the first index (u64 LE).
 //                Each record is crc32c (u32 LE) | payload length (u32 LE) | payload. The CRC
