@@ -72,11 +72,15 @@
 //                the item untouched. Allocation failure (a new ring or segment) throws
 //                std::bad_alloc, and the item's move constructor may throw; a push that
 //                throws publishes nothing and gives its unit of capacity back.
-// Cost:          push: one thread-local lookup, the item's move, three plain stores to the
-//                producer's own cache line, two loads of read-mostly flags; no locked
-//                instruction. Bounded queues add one CAS on a shared counter. consume: one
-//                acquire load per ring per pass, one release store per batch; parking and
-//                close() cost one membarrier system call each.
+// Cost:          push: one thread-local lookup (inline; the first push to a queue takes an
+//                out-of-line path), the item's move, three plain stores to the producer's
+//                own cache line, two loads of read-mostly flags; no locked instruction.
+//                Bounded queues add one CAS on a shared counter. consume: one acquire load
+//                per ring per pass, one release store per batch, a prefetch of the slot a
+//                few items ahead (consuming a trivially copyable item only reads its slot,
+//                so a producer reusing it finds the line shared, not modified in the
+//                consumer's cache); parking and close() cost one membarrier system call
+//                each.
 // Example:
 //   pods::ProducerRingQueue<int> q(0);              // what SingularUpdateQueue uses by default
 //   int v = 1;
