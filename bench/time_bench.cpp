@@ -2,7 +2,8 @@
 //
 // Clocks are shared by every benchmark thread (->Threads(2) measures contention); times are
 // wall-clock per operation per thread (->UseRealTime()). Peers live in this file: a bare
-// atomic counter, a std::mutex counter, a raw clock_gettime(CLOCK_REALTIME), a hybrid clock
+// atomic counter, a std::mutex counter, a raw clock_gettime(CLOCK_REALTIME), a clock read
+// followed by a shared fetch_add (the floor of a thread-safe hybrid clock), a hybrid clock
 // guarded by a std::mutex written the usual way, and a std::map version vector.
 #include <pods/storage/versioned_value.hpp>
 #include <pods/time/hybrid_clock.hpp>
@@ -179,6 +180,21 @@ BENCHMARK(clock_gettime_realtime)
     ->Threads(2)
     ->UseRealTime();
 
+// The floor of any thread-safe hybrid clock: one physical clock read plus one atomic
+// read-modify-write of a word every thread shares (here a fetch_add, which never retries).
+std::atomic<std::uint64_t> floor_counter{0};
+void clock_read_plus_fetch_add(benchmark::State& state) {
+  for (auto _ : state) {
+    const std::int64_t pt = pods::to_nanoseconds(pods::SystemClock::now());
+    benchmark::DoNotOptimize(floor_counter.fetch_add(1) + static_cast<std::uint64_t>(pt));
+  }
+}
+BENCHMARK(clock_read_plus_fetch_add)
+    ->Name("floor/clock_read_plus_fetch_add")
+    ->Threads(1)
+    ->Threads(2)
+    ->UseRealTime();
+
 // Peer: a hybrid clock behind a std::mutex (lock, read clock, max, bump logical).
 void hlc_mutex(benchmark::State& state) {
   static MutexHlc clock;
@@ -341,6 +357,15 @@ BENCHMARK(map_store_get_at)->Name("versioned_store_map/get_at")->Arg(1)->Arg(16)
           "clock_gettime/realtime/real_time/threads:1", "target >= 0.83x (within 1.2x)");
   compare("HybridClock<System> now vs mutex HLC, 1 thread",
           "hlc/thread_safe/system/real_time/threads:1", "hlc/mutex/real_time/threads:1", "");
+  compare("HybridClock<System> now vs clock read + fetch_add, 1 thread",
+          "hlc/thread_safe/system/real_time/threads:1",
+          "floor/clock_read_plus_fetch_add/real_time/threads:1", "");
+  compare("HybridClock<System> now vs clock read + fetch_add, 2 threads",
+          "hlc/thread_safe/system/real_time/threads:2",
+          "floor/clock_read_plus_fetch_add/real_time/threads:2", "target >= 0.67x (within 1.5x)");
+  compare("HybridClock<System> now vs bare fetch_add, 2 threads",
+          "hlc/thread_safe/system/real_time/threads:2",
+          "lamport/atomic_counter/real_time/threads:2", "");
   compare("HybridClock<System> now vs mutex HLC, 2 threads",
           "hlc/thread_safe/system/real_time/threads:2", "hlc/mutex/real_time/threads:2",
           "target >= 4x");

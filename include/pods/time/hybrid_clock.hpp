@@ -42,8 +42,10 @@
 //                throw std::overflow_error, changing nothing, if the wall part would pass
 //                INT64_MAX.
 // Cost:          now(): one physical clock read plus one 16-byte compare-exchange (retried
-//                only when another thread won the race). No allocation. When the clock
-//                offers now_unordered() (TscClock does), that cheaper read is used: the
+//                only when another thread won the race, without reading the clock again):
+//                the floor of a thread-safe hybrid clock, a clock read followed by one
+//                contended read-modify-write. No allocation. When the clock offers
+//                now_unordered() (TscClock does), that cheaper read is used: the
 //                compare-exchange already orders the timestamps.
 // Example:
 //   pods::HybridClock<> clock(pods::SystemClock{}, 500ms);   // refuse peers 500 ms ahead
