@@ -10,15 +10,14 @@
 //                one release store of the ring's own tail word; no other producer touches
 //                that word. The consumer keeps a list of the rings and
 //                drains every ring it finds non-empty, as many items as each holds. When
-//                all are empty it spins briefly (a pause instruction per turn, a few tens of
-//                microseconds in all), then parks on a futex-backed std::atomic wait; a
-//                producer issues a notify only when it sees the consumer's parked flag set,
-//                so the push path has no system call while the consumer is awake, and no
-//                locked instruction at all (see the memory-ordering contract).
-//                A ring is a circle of segments: when the producer reaches the end of a
-//                segment it reuses the next one if the consumer has finished it, or
-//                inserts a new one twice as large (up to 4096 items), so a warm ring never
-//                allocates.
+//                all are empty it spins briefly (pause instructions, and a yield of the CPU
+//                every 32 turns, a few tens of microseconds in all), then parks on a futex-backed
+//                std::atomic wait; a producer issues a notify only when it sees the consumer's
+//                parked flag set, so the push path has no system call while the consumer is awake,
+//                and no locked instruction at all (see the memory-ordering contract). A ring is a
+//                circle of segments: when the producer reaches the end of a segment it reuses the
+//                next one if the consumer has finished it, or inserts a new one twice as large (up
+//                to 4096 items), so a warm ring never allocates.
 // Guarantees:    Each producer's items are consumed in its push order. Every accepted item
 //                is consumed exactly once, including the items accepted before close().
 //                A push allocates nothing once its ring has grown to its working size.
@@ -102,6 +101,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -497,6 +497,12 @@ class ProducerRingQueue {
         // Back off between passes (1, 2, 4, ... kMaxBackoff pauses): polling a ring's tail
         // takes its cache line away from the producer writing it, so polling less often lets
         // the producers run ahead and the next pass drain a larger batch.
+        if ((turn & 31) == 31) {
+          // Let a producer waiting for this CPU run (when the machine has more runnable
+          // threads than CPUs, spinning would only delay the push it waits for).
+          std::this_thread::yield();
+          continue;
+        }
         const unsigned pauses = 1u << std::min(turn, kBackoffShift);
         for (unsigned i = 0; i < pauses; ++i)
           detail::cpu_relax();
