@@ -46,7 +46,13 @@
 //                where the history's concurrency is low). The inner loop allocates only when a
 //                new configuration or a new model state is stored. Each model state is stored
 //                once (interned, found by std::hash<State> when it exists, else by comparing
-//                it with every state seen: give large models a hash).
+//                it with every state seen: give large models a hash). Timed-out operations
+//                (no output, ret = never) stay candidates to the end, so each configuration
+//                where the search backtracks tries every pending one; a timed-out operation
+//                that hides the effect of the timed-out one just placed (a blind write) is
+//                skipped, so one dead end costs one configuration per pending timed-out
+//                operation, not one per chain of them. Declare blind() on the model to make
+//                that skip free of model calls.
 // Example:
 //   using Reg = pods::sim::RegisterModel<int>;
 //   std::vector<pods::sim::Operation<Reg::Input, Reg::Output>> h = {
@@ -94,6 +100,10 @@ namespace pods::sim {
 //   m.read_only(input, output) -> bool: true only when step(s, input, output) returns s in
 //     every state s where it is legal (a read; a compare-and-set that reported failure). The
 //     search then places such an operation as soon as it is legal, without trying others.
+//   m.blind(input) -> bool: true only when step(s, input, nullopt) returns one and the same
+//     state for every s (a write that ignores what it overwrites). After one timed-out
+//     operation the search then skips the timed-out blind ones without calling step: each
+//     hides the effect of the one before it.
 // clang-format off
 template <class M>
 concept Model = requires(const M& m, const typename M::State& s, const typename M::Input& in,
@@ -154,6 +164,10 @@ template <class M>
 concept HasReadOnly = requires(const M& m, const typename M::Input& in,
                                const std::optional<typename M::Output>& out) {
   { m.read_only(in, out) } -> std::convertible_to<bool>;
+};
+template <class M>
+concept HasBlind = requires(const M& m, const typename M::Input& in) {
+  { m.blind(in) } -> std::convertible_to<bool>;
 };
 template <class T>
 concept StdHashable = requires(const T& t) {
@@ -220,6 +234,16 @@ class StateTable {
       place(id);
     }
     return id;
+  }
+  // Returns the index of `s`, or kNone when it was never stored. Does not allocate.
+  std::uint32_t find(const State& s) const {
+    const std::uint64_t h = hash_of(s);
+    const std::size_t mask = slots_.size() - 1;
+    for (std::size_t i = mix64(h) & mask;; i = (i + 1) & mask) {
+      const std::uint32_t id = slots_[i];
+      if (id == kNone) return kNone;
+      if (hashes_[id] == h && states_[id] == s) return id;
+    }
   }
   const State& operator[](std::uint32_t id) const { return states_[id]; }
   std::size_t size() const { return states_.size(); }
@@ -377,8 +401,9 @@ class ConfigurationCache {
 // linearization it finds.
 //
 // Each group (the whole partition for linearizability, one client for sequential
-// consistency) keeps three doubly linked lists of the operations not yet placed: known
-// calls by call time, known returns by return time, free calls by call time. An operation
+// consistency) keeps four doubly linked lists of the operations not yet placed: known
+// calls by call time, known returns by return time, free calls by call time, and the free
+// calls the model does not declare blind, by call time. An operation
 // may go next when its call is at or before the earliest return pending in its group. Placing
 // an operation unlinks it; undoing relinks it (the lists are restored in reverse order, so
 // the unlinked node still points at its neighbours: Knuth's dancing links).
@@ -430,7 +455,10 @@ class Search {
     zobrist_.resize(total);
     memo_state_.assign(total, kNone);
     read_only_.assign(total, 0);
+    blind_.assign(total, 0);
     memo_next_.assign(total, kNone);
+    memo2_state_.assign(total, kNone);
+    memo2_next_.assign(total, kNone);
     for (std::uint32_t i = 0; i < n_; ++i) {
       origin_[i] = known[i].index;
       group_[i] = known[i].group;
@@ -449,6 +477,10 @@ class Search {
         const Op& o = history[origin_[i]];
         read_only_[i] = model.read_only(o.input, o.output) ? 1 : 0;
       }
+    }
+    if constexpr (HasBlind<M>) {
+      for (std::size_t i = n_; i < total; ++i)
+        blind_[i] = model.blind(history[origin_[i]].input) ? 1 : 0;
     }
 
     // The lists: nodes are local ids (free lists: id - n), sentinel of group g at size + g.
@@ -484,6 +516,10 @@ class Search {
     for (std::uint32_t i = 0; i < f_; ++i)
       order[i] = i;
     build(free_next_, free_prev_, f_, order, n_);
+    order.erase(std::remove_if(order.begin(), order.end(),
+                               [&](std::uint32_t x) { return blind_[n_ + x] != 0; }),
+                order.end());
+    build(open_next_, open_prev_, f_, order, n_);
     known_ = WindowBits(n_);
     free_ = WindowBits(f_);
   }
@@ -494,7 +530,8 @@ class Search {
     frames_.reserve(std::size_t{n_} + f_);
     remaining_ = n_;
     std::uint64_t tick = 0;
-    // The cursor over the candidates: group g, list (known calls, then free calls), node.
+    // The cursor over the candidates: group g, list (known calls in call order, then free calls
+    // latest first), node.
     std::uint32_t g = 0;
     bool in_free = false;
     std::uint32_t node = call_next_[n_];
@@ -516,12 +553,12 @@ class Search {
       if (!in_free) {
         if (node == n_ + g || call_[node] > bound) {
           in_free = true;
-          node = free_next_[f_ + g];
+          node = last_free(g, bound);
           continue;
         }
         op = node;
       } else {
-        if (node == f_ + g || call_[n_ + node] > bound) {
+        if (node == f_ + g) {
           if (++g < g_) {
             in_free = false;
             node = call_next_[n_ + g];
@@ -544,7 +581,7 @@ class Search {
         // placed without trying the alternatives. A free operation that changes nothing
         // here is never placed here: dropping it is just as good.
         forced = op < n_ && read_only_[op] && after == state_;
-        if (op < n_ || after != state_) {
+        if (op < n_ || (after != state_ && !masks_previous(op, after))) {
           WindowBits& bits = op < n_ ? known_ : free_;
           const std::size_t bit = op < n_ ? op : op - n_;
           const WindowBits::Mark mark = bits.mark();
@@ -570,7 +607,7 @@ class Search {
         // The one completion worth trying was seen before and failed: so does this one.
         if (!backtrack(g, in_free, node)) return Verdict::illegal;
       } else {
-        node = in_free ? free_next_[node] : call_next_[node];
+        node = in_free ? free_list_prev()[node] : call_next_[node];
       }
     }
   }
@@ -594,7 +631,7 @@ class Search {
         cache_.bytes() + states_.bytes() +
         (origin_.capacity() + call_.capacity() + ret_.capacity() + zobrist_.capacity()) * 8 +
         (group_.capacity() + memo_state_.capacity() + memo_next_.capacity() +
-         call_next_.capacity() * 2 + ret_next_.capacity() * 2 + free_next_.capacity() * 2) *
+         call_next_.capacity() * 2 + ret_next_.capacity() * 2 + free_next_.capacity() * 4) *
             4 +
         longest_.capacity() * 4 + (std::size_t{n_} + f_) * sizeof(Frame);
     stats.peak_bytes = std::max(stats.peak_bytes, bytes);
@@ -621,6 +658,46 @@ class Search {
     return id;
   }
 
+  // Returns the free candidate of group g called last (at or before `bound`), or the list's
+  // sentinel. Free candidates are tried latest call first: a timed-out call that took effect
+  // did so soon after it was made, so the one a stuck read needs is usually a recent one. The
+  // order changes only how soon a linearization is found, never the verdict: every candidate
+  // is still tried.
+  std::uint32_t last_free(std::uint32_t g, std::int64_t bound) const {
+    const std::vector<std::uint32_t>& prev = free_list_prev();
+    std::uint32_t x = prev[f_ + g];
+    while (x != f_ + g && call_[n_ + x] > bound)
+      x = prev[x];
+    return x;
+  }
+  // Returns the free list the current configuration iterates: after a free operation, only
+  // the ones that are not blind (a blind one masks it, see masks_previous, so it is skipped
+  // without a model call); otherwise all of them.
+  const std::vector<std::uint32_t>& free_list_prev() const {
+    return !frames_.empty() && frames_.back().op >= n_ ? open_prev_ : free_prev_;
+  }
+
+  // Returns whether the free operation `op`, leading to `after` here, may be skipped because
+  // the configuration was reached by placing another free operation Y, and `op` leads to the
+  // same state from the one before Y: `op` masks Y's effect (a blind write after a blind
+  // write). Any completion that places Y then `op` here is a completion of the sibling that
+  // places `op` alone (same known set, same state, one free operation fewer placed, and Y,
+  // which never returns, precedes nothing). That sibling is a candidate of the parent (same
+  // known set: same bound), which tries every candidate: it was tried before Y, or it will be
+  // tried after Y fails. The parent's other state is compared by value, without interning it.
+  bool masks_previous(std::uint32_t op, std::uint32_t after) {
+    if (frames_.empty() || frames_.back().op < n_) return false;
+    const std::uint32_t before = frames_.back().state;
+    if (memo2_state_[op] != before) {
+      const Op& o = history_[origin_[op]];
+      ++steps_;
+      std::optional<State> next = model_.step(states_[before], o.input, o.output);
+      memo2_state_[op] = before;
+      memo2_next_[op] = next ? states_.find(*next) : kNone;
+    }
+    return memo2_next_[op] == after;
+  }
+
   void unlink(std::uint32_t op) {
     if (op < n_) {
       call_next_[call_prev_[op]] = call_next_[op];
@@ -631,6 +708,10 @@ class Search {
       const std::uint32_t x = op - n_;
       free_next_[free_prev_[x]] = free_next_[x];
       free_prev_[free_next_[x]] = free_prev_[x];
+      if (!blind_[op]) {
+        open_next_[open_prev_[x]] = open_next_[x];
+        open_prev_[open_next_[x]] = open_prev_[x];
+      }
     }
   }
   void relink(std::uint32_t op) {
@@ -641,6 +722,10 @@ class Search {
       call_prev_[call_next_[op]] = op;
     } else {
       const std::uint32_t x = op - n_;
+      if (!blind_[op]) {
+        open_next_[open_prev_[x]] = x;
+        open_prev_[open_next_[x]] = x;
+      }
       free_next_[free_prev_[x]] = x;
       free_prev_[free_next_[x]] = x;
     }
@@ -706,7 +791,7 @@ class Search {
       if (f.forced) continue;
       g = group_[f.op];
       in_free = f.op >= n_;
-      node = in_free ? free_next_[f.op - n_] : call_next_[f.op];
+      node = in_free ? free_list_prev()[f.op - n_] : call_next_[f.op];
       return true;
     }
   }
@@ -737,8 +822,11 @@ class Search {
   std::vector<std::uint32_t> group_;
   std::vector<std::uint64_t> zobrist_;  // a random word per operation; a set hashes to the XOR
   std::vector<std::uint32_t> memo_state_, memo_next_;
+  std::vector<std::uint32_t> memo2_state_, memo2_next_;  // masks_previous: the parent's state
   std::vector<char> read_only_;  // the model says the operation never changes a state
+  std::vector<char> blind_;      // free, and the model says its result ignores the state
   std::vector<std::uint32_t> call_next_, call_prev_, ret_next_, ret_prev_, free_next_, free_prev_;
+  std::vector<std::uint32_t> open_next_, open_prev_;  // the free operations that are not blind
   StateTable<State> states_;
   ConfigurationCache cache_;
   WindowBits known_{0}, free_{0};  // the placed known and free operations
@@ -900,6 +988,8 @@ struct RegisterModel {
   bool read_only(const Input& in, const std::optional<Output>& out) const {
     return in.op == RegisterOp::read || (in.op == RegisterOp::cas && out && !out->ok);
   }
+  // Returns true for a write: the state after it is its value, whatever was there.
+  bool blind(const Input& in) const { return in.op == RegisterOp::write; }
 
   // Returns the state after `in`: a read is legal when it returned the state; a write always
   // (its output is not looked at); a cas when `ok` says whether the state was `expected`.
