@@ -35,6 +35,11 @@
 //   if (random.chance(0.01)) drop(message);           // one in a hundred
 //   random.shuffle(peers);                            // gossip targets
 //   pods::Random node_random = random.fork(node_id);  // one stream per node
+// Example context: inline std::uint64_t seed = 42, node_id = 7;
+// Example context: struct Message {};
+// Example context: inline Message message;
+// Example context: inline void drop(const Message&) {}
+// Example context: inline std::vector<int> peers{1, 2, 3};
 #pragma once
 
 #include <array>

@@ -20,6 +20,7 @@
 //   template <pods::SegmentStorage S> void dump(const S& s) {
 //     for (std::uint64_t id : s.list()) std::cout << s.name(id) << " " << s.size(id) << "\n";
 //   }
+// Example scope: namespace
 #pragma once
 
 #include <concepts>

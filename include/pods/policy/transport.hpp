@@ -16,10 +16,20 @@
 // Cost:          Outbox::send: one amortised push_back (a move of the message).
 // Example:
 //   pods::Outbox<Msg> out;
-//   Follower follower(out, ...);              // the block holds a copy of the outbox
+//   Follower follower(out);                   // the block holds a copy of the outbox
 //   follower.receive(leader_id, append);      // the block answers through out.send(...)
 //   for (auto& [to, reply] : out.take())      // the test delivers, drops or reorders
 //     leader.receive(follower_id, reply);
+// Example context: struct Msg { int term = 0; };
+// Example context: struct Follower {
+// Example context:   explicit Follower(pods::Outbox<Msg> o) : out(o) {}
+// Example context:   void receive(pods::NodeId from, Msg m) { out.send(from, m); }
+// Example context:   pods::Outbox<Msg> out;
+// Example context: };
+// Example context: struct Leader { void receive(pods::NodeId, const Msg&) {} };
+// Example context: inline Leader leader;
+// Example context: inline Msg append{1};
+// Example context: inline pods::NodeId leader_id = 1, follower_id = 2;
 #pragma once
 
 #include <concepts>

@@ -46,8 +46,17 @@
 //   });
 //   for (pods::NodeId id = 1; id <= 3; ++id) cluster.add(id);
 //   sim.run_for(1s);
-//   cluster.crash(2, /*tear=*/true);   ...   cluster.restart(2);
+//   cluster.crash(2, /*tear=*/true);   // later, from an event:
+//   cluster.restart(2);
 //   cluster.pause(3, 500ms);
+// Example context: inline std::uint64_t seed = 42;
+// Example context: struct Msg {};
+// Example context: struct Replica {
+// Example context:   Replica(pods::NodeId, pods::sim::Network<Msg>::Endpoint, pods::MemoryStorage,
+// Example context:           pods::sim::NodeClock) {}
+// Example context:   void receive(pods::NodeId, Msg) {}
+// Example context:   void tick() {}
+// Example context: };
 #pragma once
 
 #include <pods/policy/clock.hpp>

@@ -39,6 +39,16 @@
 //   pods::sim::Nemesis nemesis(cluster, {.duration = 30s, .quiet = 5s});
 //   sim.run_for(30s);
 //   if (!check(history)) std::cout << nemesis.describe();   // what happened, when
+// Example context: inline pods::sim::Simulation sim(42);
+// Example context: struct Msg {};
+// Example context: struct Node { void receive(pods::NodeId, Msg) {} void tick() {} };
+// Example context: inline pods::sim::Network<Msg> net(sim);
+// Example context: inline auto make_node(const pods::sim::NodeContext<Msg>&) {
+// Example context:   return std::make_unique<Node>();
+// Example context: }
+// Example context: inline pods::sim::Cluster<Node, Msg> cluster(net, make_node);
+// Example context: inline int history = 0;
+// Example context: inline bool check(int) { return true; }
 #pragma once
 
 #include <pods/policy/random.hpp>

@@ -42,10 +42,15 @@
 //   pods::sim::Network<Msg> net(sim, {.loss = 0.01, .min_delay = 1ms, .max_delay = 10ms});
 //   auto a = net.endpoint(1), b = net.endpoint(2);            // Transport<Msg> models
 //   net.on_deliver(2, [&](pods::NodeId from, Msg m) { node2.receive(from, std::move(m)); });
-//   a.send(2, Msg{...});
-//   net.partition({{1}, {2, 3}});  ...  net.heal();
+//   a.send(2, Msg{42});
+//   net.partition({{1}, {2}});                                 // until
+//   net.heal();
 //   sim.run_for(1s);
 //   auto stats = net.stats();                                  // sent, delivered, dropped, ...
+// Example context: inline std::uint64_t seed = 42;
+// Example context: struct Msg { int value = 0; };
+// Example context: struct Node { void receive(pods::NodeId, Msg) {} };
+// Example context: inline Node node2;
 #pragma once
 
 #include <pods/policy/random.hpp>

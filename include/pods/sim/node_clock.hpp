@@ -27,6 +27,9 @@
 //   pods::sim::NodeClock clock(sim.clock(), /*offset=*/-3ms, /*drift=*/50e-6);  // 50 ppm fast
 //   pods::HybridClock<pods::sim::NodeClock> hlc(clock);
 //   clock.step(-200ms);                                 // NTP steps it back
+// Example context: #include <pods/time/hybrid_clock.hpp>
+// Example context: #include <pods/sim/simulation.hpp>
+// Example context: inline pods::sim::Simulation sim(42);
 #pragma once
 
 #include <pods/policy/clock.hpp>
