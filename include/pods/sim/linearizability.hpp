@@ -40,11 +40,11 @@
 //                propagates. std::bad_alloc when memory runs out.
 // Cost:          Exponential in the worst case (the problem is NP-complete, Gibbons & Korach
 //                1997); for histories of real systems, close to linear: each configuration is
-//                stored once in a flat open-addressing table, keyed by an incremental (Zobrist)
-//                hash of the set and the interned state id, holding only the window of the
-//                set's bitset between its all-ones prefix and all-zeros suffix (a few words
-//                where the history's concurrency is low). The inner loop allocates only when a
-//                new configuration or a new model state is stored. Each model state is stored
+//                stored once in a flat open-addressing table of 16-byte entries, keyed by an
+//                incremental (Zobrist) hash of the set and the interned state id, holding only the
+//                window of the set's bitset between its all-ones prefix and all-zeros suffix (a few
+//                words where the history's concurrency is low). The inner loop allocates only when
+//                a new configuration or a new model state is stored. Each model state is stored
 //                once (interned, found by std::hash<State> when it exists, else by comparing
 //                it with every state seen: give large models a hash). Timed-out operations
 //                (no output, ret = never) stay candidates to the end, so each configuration
@@ -324,11 +324,15 @@ class ConfigurationCache {
  public:
   ConfigurationCache() : table_(64) {}
 
+  // Says whether the search has free operations; without them no free window is stored.
+  void track_free(bool on) { with_free_ = on; }
+
   // Inserts the configuration and returns true unless it, or one that subsumes it, is there.
   // Allocates when it inserts.
   bool insert(std::uint64_t known_hash, std::uint32_t state, const WindowBits& known,
               const WindowBits& free) {
-    const std::uint64_t key = mix64(known_hash ^ (std::uint64_t{state} * 0x9E3779B97F4A7C15ULL));
+    const auto key = static_cast<std::uint32_t>(
+        mix64(known_hash ^ (std::uint64_t{state} * 0x9E3779B97F4A7C15ULL)));
     std::size_t mask = table_.size() - 1;
     std::size_t i = key & mask;
     for (;; i = (i + 1) & mask) {
@@ -340,13 +344,11 @@ class ConfigurationCache {
     e.key = key;
     e.state = state;
     e.offset = arena_.size();
-    e.lo = known.lo();
-    e.length = known.length();
-    e.free_lo = free.lo();
-    e.free_length = free.length();
-    arena_.insert(arena_.end(), known.window(), known.window() + e.length);
-    arena_.insert(arena_.end(), free.window(), free.window() + e.free_length);
-    if (++count_ * 2 > table_.size()) grow();
+    arena_.push_back(std::uint64_t{known.lo()} | std::uint64_t{known.length()} << 32);
+    if (with_free_) arena_.push_back(std::uint64_t{free.lo()} | std::uint64_t{free.length()} << 32);
+    arena_.insert(arena_.end(), known.window(), known.window() + known.length());
+    if (with_free_) arena_.insert(arena_.end(), free.window(), free.window() + free.length());
+    if (++count_ * 10 > table_.size() * 7) grow();  // load at most 0.7
     return true;
   }
   std::size_t size() const { return count_; }
@@ -355,23 +357,35 @@ class ConfigurationCache {
   }
 
  private:
+  // 16 bytes: 32 bits of the key (enough to index any table that fits in memory; equal keys
+  // are confirmed by the windows), the state, and where the windows are. The arena holds, at
+  // `offset`, a word with the known window's first word index and length, the same for the
+  // free window when the search has free operations, then the windows.
   struct Entry {
-    std::uint64_t key = 0;
-    std::uint64_t offset = 0;
+    std::uint32_t key = 0;
     std::uint32_t state = kNone;  // kNone: empty slot
-    std::uint32_t lo = 0, length = 0, free_lo = 0, free_length = 0;
+    std::uint64_t offset = 0;
   };
   // Returns whether the stored configuration has the same known set and a subset of the free
   // operations placed.
   bool subsumes(const Entry& e, const WindowBits& known, const WindowBits& free) const {
-    if (e.lo != known.lo() || e.length != known.length()) return false;
     const std::uint64_t* stored = arena_.data() + e.offset;
-    if (std::memcmp(stored, known.window(), e.length * 8) != 0) return false;
+    const auto length = static_cast<std::uint32_t>(stored[0] >> 32);
+    if (static_cast<std::uint32_t>(stored[0]) != known.lo() || length != known.length())
+      return false;
+    std::uint32_t free_lo = 0, free_length = 0;
+    if (with_free_) {
+      free_lo = static_cast<std::uint32_t>(stored[1]);
+      free_length = static_cast<std::uint32_t>(stored[1] >> 32);
+      ++stored;
+    }
+    ++stored;
+    if (std::memcmp(stored, known.window(), std::size_t{length} * 8) != 0) return false;
     // Words below free_lo are full in the stored set: they must be full here too.
-    if (free.lo() < e.free_lo) return false;
-    stored += e.length;
-    for (std::uint32_t w = 0; w < e.free_length; ++w)
-      if (stored[w] & ~free.word(e.free_lo + w)) return false;
+    if (free.lo() < free_lo) return false;
+    stored += length;
+    for (std::uint32_t w = 0; w < free_length; ++w)
+      if (stored[w] & ~free.word(free_lo + w)) return false;
     return true;
   }
   void grow() {
@@ -390,6 +404,7 @@ class ConfigurationCache {
   std::vector<Entry> table_;
   std::vector<std::uint64_t> arena_;
   std::size_t count_ = 0;
+  bool with_free_ = true;
 };
 
 // Search: the memoised depth-first search over one partition.
@@ -522,6 +537,7 @@ class Search {
     build(open_next_, open_prev_, f_, order, n_);
     known_ = WindowBits(n_);
     free_ = WindowBits(f_);
+    cache_.track_free(f_ > 0);
   }
 
   // Runs the search; returns ok, illegal, or unknown when `deadline` expired first.
