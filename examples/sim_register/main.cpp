@@ -108,9 +108,14 @@ RunResult run(Protocol protocol, std::uint64_t seed) {
       const Tag tag = cluster.node(id)->stored().tag;
       Tag& seen = highest[id];
       if (tag < seen && result.safety_violation.empty()) {
-        result.safety_violation = "replica " + std::to_string(id) + "'s tag went back from " +
-                                  std::to_string(seen.version) + " to " +
-                                  std::to_string(tag.version);
+        // Appended piece by piece: g++ 12 -O3 warns falsely (-Wrestrict) on "literal" + string.
+        std::string& why = result.safety_violation;
+        why = "replica ";
+        why += std::to_string(id);
+        why += "'s tag went back from ";
+        why += std::to_string(seen.version);
+        why += " to ";
+        why += std::to_string(tag.version);
       }
       seen = std::max(seen, tag);
     }
@@ -149,7 +154,11 @@ std::string write_page(const Options& options, const char* name, std::uint64_t s
                        const RunResult& r) {
   std::error_code ec;
   std::filesystem::create_directories(options.out, ec);
-  const auto path = options.out / (std::string(name) + "-seed-" + std::to_string(seed) + ".html");
+  std::string file_name = name;
+  file_name += "-seed-";
+  file_name += std::to_string(seed);
+  file_name += ".html";
+  const auto path = options.out / file_name;
   pods::sim::write_html<Model::Input, Model::Output>(r.history, r.check, path);
   return path.string();
 }
