@@ -59,12 +59,17 @@ namespace pods {
 
 namespace detail {
 
-// Returns the next SplitMix64 output and advances `state` by the golden-ratio increment.
-constexpr std::uint64_t splitmix64(std::uint64_t& state) noexcept {
-  std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+// Returns a well-mixed, bijective 64-bit function of z: the SplitMix64 finaliser. Also used by
+// the simulator's trace digest and the linearizability checker's hash tables.
+constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
   return z ^ (z >> 31);
+}
+
+// Returns the next SplitMix64 output and advances `state` by the golden-ratio increment.
+constexpr std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+  return mix64(state += 0x9E3779B97F4A7C15ULL);
 }
 
 // Returns the 128-bit product of a and b as (high, low) words.

@@ -63,6 +63,7 @@
 //   // result.verdict == Verdict::illegal; result.linearizations[0] == {0, 1}
 #pragma once
 
+#include <pods/policy/random.hpp>
 #include <pods/sim/history.hpp>
 
 #include <algorithm>
@@ -175,15 +176,7 @@ concept StdHashable = requires(const T& t) {
 };
 // clang-format on
 
-// Returns a well-mixed 64-bit value of x (the finaliser of SplitMix64).
-inline constexpr std::uint64_t mix64(std::uint64_t x) noexcept {
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return x;
-}
+using pods::detail::mix64;  // <pods/policy/random.hpp>
 
 inline constexpr std::uint32_t kNone = std::numeric_limits<std::uint32_t>::max();
 
@@ -1057,8 +1050,8 @@ struct std::hash<pods::sim::KvState> {
   std::size_t operator()(const pods::sim::KvState& s) const noexcept {
     std::uint64_t h = 0x84222325CBF29CE4ULL;
     for (const auto& [k, v] : s.entries) {
-      h = pods::sim::detail::lin::mix64(h ^ std::hash<std::string>{}(k));
-      h = pods::sim::detail::lin::mix64(h ^ std::hash<std::string>{}(v));
+      h = pods::detail::mix64(h ^ std::hash<std::string>{}(k));
+      h = pods::detail::mix64(h ^ std::hash<std::string>{}(v));
     }
     return static_cast<std::size_t>(h);
   }

@@ -139,13 +139,6 @@ class Task {
   const Ops* ops_ = nullptr;
 };
 
-// A bijective 64-bit mixer (the SplitMix64 finaliser), used to fold words into a digest.
-constexpr std::uint64_t mix64(std::uint64_t z) noexcept {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
 }  // namespace detail
 
 // Names one scheduled event, for cancel(). A default-constructed EventId names no event.
@@ -169,7 +162,7 @@ class Simulation {
         random_(seed),
         clock_(start),
         now_(start.count()),
-        digest_(detail::mix64(seed ^ 0x706F64732D73696DULL)) {}
+        digest_(pods::detail::mix64(seed ^ 0x706F64732D73696DULL)) {}
 
   // A simulation is referred to by everything that runs in it: it does not move.
   Simulation(const Simulation&) = delete;
@@ -391,7 +384,7 @@ class Simulation {
   }
 
   void fold(std::uint64_t value) noexcept {
-    digest_ = detail::mix64((digest_ ^ value) + 0x9E3779B97F4A7C15ULL);
+    digest_ = pods::detail::mix64((digest_ ^ value) + 0x9E3779B97F4A7C15ULL);
   }
 
   std::uint64_t seed_;
