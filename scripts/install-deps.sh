@@ -8,10 +8,14 @@ packages=(
   g++ clang libclang-rt-14-dev cmake ninja-build clang-format git
   # dependencies of pods itself and of its tests and benchmarks
   librange-v3-dev catch2 libbenchmark-dev
+  # the network family: standalone Asio (<pods/net/tcp_transport.hpp>) and libsodium
+  # (<pods/net/authenticated_link.hpp>); the rest of pods needs neither
+  libasio-dev libsodium-dev pkg-config
   # headless browser the history page test (tests/sim/history_html_test.cpp) renders with
   chromium
   # peers the benchmarks compare against (optional for the build; installed so they run)
   libconcurrentqueue-dev libatomic-queue-dev libtbb-dev libboost-dev librocksdb-dev libleveldb-dev
+  libzmq3-dev cppzmq-dev
 )
 
 missing=()

@@ -9,3 +9,4 @@
 #include <pods/policy/storage.hpp>
 #include <pods/policy/threading.hpp>
 #include <pods/policy/transport.hpp>
+#include <pods/policy/wire.hpp>
