@@ -6,9 +6,9 @@
 // Solution:      Segments live in memory, each with a "synced" mark. crash() keeps exactly
 //                the synced bytes of every segment, as a power cut would; crash(true) also
 //                keeps a random-length prefix of each segment's unsynced bytes, as a disk that
-//                wrote part of them would. The random lengths come from a seeded generator,
-//                so a failing case replays with the same seed. Tests can also install raw
-//                segment bytes and flip bits to simulate corruption.
+//                wrote part of them would. The random lengths come from a seeded pods::Random,
+//                so a failing case replays with the same seed on every platform. Tests can also
+//                install raw segment bytes and flip bits to simulate corruption.
 // Guarantees:    As the SegmentStorage concept. Copies share one store (a test keeps one copy,
 //                the log another). create, truncate and remove are durable at once.
 // Not provided:  Persistence across processes; the cost model of a disk.
@@ -28,6 +28,7 @@
 // Example context: std::vector<std::byte> bytes(8), more(8);
 #pragma once
 
+#include <pods/policy/random.hpp>
 #include <pods/policy/storage.hpp>
 
 #include <algorithm>
@@ -36,7 +37,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <random>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -133,8 +133,7 @@ class MemoryStorage {
     for (auto& [id, seg] : store_->segments) {
       std::size_t keep = seg.synced;
       if (tear && seg.data.size() > seg.synced) {
-        std::uniform_int_distribution<std::size_t> extra(0, seg.data.size() - seg.synced);
-        keep += extra(store_->random);
+        keep += static_cast<std::size_t>(store_->random.below(seg.data.size() - seg.synced + 1));
       }
       seg.data.resize(keep);
       seg.synced = keep;
@@ -189,7 +188,7 @@ class MemoryStorage {
     explicit Store(std::uint64_t seed) : random(seed) {}
     mutable std::mutex mutex;
     std::map<std::uint64_t, Segment> segments;
-    std::mt19937_64 random;
+    Random random;  // pods::Random: the same draws on every standard library
     std::uint64_t syncs = 0;
   };
 
