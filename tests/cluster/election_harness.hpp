@@ -1,0 +1,113 @@
+// Shared by the election tests (bully, ring, emergent leader): a simulated cluster of election
+// nodes, the seed count, and the checks run at every step.
+#pragma once
+
+#include <pods/policy/transport.hpp>
+#include <pods/sim/cluster.hpp>
+#include <pods/sim/nemesis.hpp>
+#include <pods/sim/network.hpp>
+#include <pods/sim/simulation.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace election_test {
+
+using namespace std::chrono_literals;
+
+// Returns how many seeds a simulator test runs: `ci` unless the PODS_SEEDS environment
+// variable says otherwise (PODS_SEEDS=1000 for a long run).
+inline std::uint64_t seeds(std::uint64_t ci) {
+  const char* s = std::getenv("PODS_SEEDS");
+  if (s == nullptr || *s == '\0') return ci;
+  return std::strtoull(s, nullptr, 10);
+}
+
+// Returns the ids 1..n.
+inline std::vector<pods::NodeId> ids(std::size_t n) {
+  std::vector<pods::NodeId> out;
+  for (pods::NodeId id = 1; id <= n; ++id)
+    out.push_back(id);
+  return out;
+}
+
+// Faults that keep the timing assumptions of the election algorithms: crashes with restarts,
+// duplicates, delay spikes up to 40 ms and clock drift; no loss, partitions or pauses.
+inline pods::sim::NemesisOptions crash_faults() {
+  pods::sim::NemesisOptions o;
+  o.duration = 20s;
+  o.quiet = 5s;
+  o.partitions = o.one_way = o.isolation = o.pauses = o.clock_steps = o.loss = false;
+  o.spike_max_delay = 40ms;
+  return o;
+}
+
+// Every fault the nemesis has, healed 5 s before the end of a 20 s run.
+inline pods::sim::NemesisOptions all_faults() {
+  pods::sim::NemesisOptions o;
+  o.duration = 20s;
+  o.quiet = 5s;
+  return o;
+}
+
+// A simulated cluster of nodes 1..n of type N exchanging M, links delaying 1 to 5 ms.
+template <class N, class M>
+struct World {
+  using Cluster = pods::sim::Cluster<N, M>;
+
+  World(std::uint64_t seed, std::size_t n, typename Cluster::Factory factory)
+      : sim(seed),
+        net(sim, {.min_delay = 1ms, .max_delay = 5ms}),
+        cluster(net, std::move(factory)) {
+    for (pods::NodeId id : election_test::ids(n))
+      cluster.add(id);
+  }
+
+  // Calls f(id, node) for every live node.
+  template <class F>
+  void each(F&& f) {
+    for (pods::NodeId id : cluster.ids())
+      if (N* node = cluster.node(id)) f(id, *node);
+  }
+
+  // Runs for `d`, calling check() after every event.
+  template <class F>
+  void run(std::chrono::nanoseconds d, F&& check) {
+    sim.run_until(
+        [&] {
+          check();
+          return false;
+        },
+        d);
+  }
+
+  std::chrono::nanoseconds now() const { return sim.now().time_since_epoch(); }
+
+  pods::sim::Simulation sim;
+  pods::sim::Network<M> net;
+  Cluster cluster;
+};
+
+// Tracks a per-incarnation value that must never decrease; returns false when it did.
+class Monotone {
+ public:
+  bool update(pods::NodeId id, std::uint64_t incarnation, std::uint64_t value) {
+    auto [it, fresh] = last_.try_emplace({id, incarnation}, value);
+    if (fresh) return true;
+    if (value < it->second) return false;
+    it->second = value;
+    return true;
+  }
+
+ private:
+  std::map<std::pair<pods::NodeId, std::uint64_t>, std::uint64_t> last_;
+};
+
+}  // namespace election_test
