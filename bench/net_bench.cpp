@@ -23,7 +23,9 @@
 // Every side waits on a std::atomic (futex), never spins, so the three implementations run the
 // same number of threads on the same cores: the benchmark thread and one I/O thread per side
 // (ZeroMQ adds the receiving application thread, as its sockets are driven by their user).
+#include <pods/net/tcp_transport.hpp>
 #include <pods/policy/codec.hpp>
+#include <pods/policy/errors.hpp>
 #include <pods/policy/transport.hpp>
 
 #include "bench_support.hpp"
@@ -42,6 +44,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
@@ -296,6 +299,71 @@ class RawEcho {
 };
 
 // ---------------------------------------------------------------------------------------------
+// pods::net::TcpTransport
+
+using PodsTransport = pods::net::TcpTransport<std::vector<std::byte>, pods::BytesCodec>;
+static_assert(pods::Transport<PodsTransport, std::vector<std::byte>>);
+
+// Nodes 1 (the benchmark thread's end; it dials, having the lower id) and 2, each on its own
+// I/O thread, connected before the first message.
+struct PodsPair {
+  static constexpr pods::NodeId kA = 1, kB = 2;
+  PodsTransport a{kA}, b{kB};
+
+  PodsPair(PodsTransport::ReceiveHandler on_a, PodsTransport::ReceiveHandler on_b) {
+    a.on_receive(std::move(on_a));
+    b.on_receive(std::move(on_b));
+    a.set_peer(kB, "127.0.0.1", b.local_port());
+    b.set_peer(kA, "127.0.0.1", a.local_port());
+    a.start();
+    b.start();
+    if (!a.wait_connected(kB, std::chrono::seconds(10)) ||
+        !b.wait_connected(kA, std::chrono::seconds(10)))
+      throw std::runtime_error("pods transports did not connect");
+  }
+  PodsPair(const PodsPair&) = delete;
+  PodsPair& operator=(const PodsPair&) = delete;
+  ~PodsPair() {
+    a.stop();
+    b.stop();
+  }
+
+  // Sends a copy of `payload` to node 2, waiting while the queue is full (Errc::full).
+  void send(const std::vector<std::byte>& payload) {
+    for (;;) {
+      const pods::Outcome<void> sent = a.send(kB, payload);
+      if (sent) return;
+      if (sent.error() != pods::Errc::full) throw std::runtime_error("pods send failed");
+      std::this_thread::yield();
+    }
+  }
+};
+
+class PodsThroughput {
+ public:
+  explicit PodsThroughput(Sink& sink)
+      : pair_([](pods::NodeId, std::vector<std::byte>) {},
+              [&sink](pods::NodeId, std::vector<std::byte> m) { sink.on_message(m); }) {}
+  void send(const std::vector<std::byte>& payload) { pair_.send(payload); }
+
+ private:
+  PodsPair pair_;
+};
+
+class PodsEcho {
+ public:
+  explicit PodsEcho(Replies& replies)
+      : pair_([&replies](pods::NodeId, std::vector<std::byte> m) { replies.on_reply(m); },
+              [this](pods::NodeId from, std::vector<std::byte> m) {
+                (void)pair_.b.send(from, std::move(m));
+              }) {}
+  void send(const std::vector<std::byte>& payload) { pair_.send(payload); }
+
+ private:
+  PodsPair pair_;
+};
+
+// ---------------------------------------------------------------------------------------------
 // ZeroMQ
 
 #if PODS_HAVE_ZMQ
@@ -386,14 +454,17 @@ void throughput(benchmark::State& state) {
   std::vector<std::byte> payload = make_payload(size);
   {
     Impl impl(sink);
-    for (auto _ : state) {
+    auto one_batch = [&] {
       sink.expect(batch);
       for (std::uint64_t i = 0; i < batch; ++i) {
         stamp(payload, seq++);
         impl.send(payload);
       }
       sink.wait();
-    }
+    };
+    one_batch();  // warm-up: the connection is up and the buffers have grown
+    for (auto _ : state)
+      one_batch();
   }
   if (sink.broken.load()) state.SkipWithError("a message arrived out of order or resized");
   const auto messages = static_cast<std::int64_t>(state.iterations() * batch);
@@ -447,12 +518,33 @@ const bool registered = [] {
           ->UseManualTime()
           ->Iterations(4);
   };
+  add("pods_tcp", throughput<PodsThroughput>, round_trip<PodsEcho>);
   add("raw_asio", throughput<RawThroughput>, round_trip<RawEcho>);
 #if PODS_HAVE_ZMQ
   add("zmq", throughput<ZmqThroughput>, round_trip<ZmqEcho>);
 #else
   pods::bench::skip("ZeroMQ not installed (apt-get install libzmq3-dev cppzmq-dev)");
 #endif
+
+  using pods::bench::compare;
+  for (const char* size : {"64", "4096"}) {
+    const std::string b = std::string(" (") + size + " B)";
+    const std::string tp = std::string("/") + size + "/min_time:0.300/real_time";
+    const std::string rt = std::string("/") + size + "/iterations:4/manual_time";
+    const bool small = size[1] == '4';
+    compare("throughput, pods_tcp vs zmq PUSH/PULL" + b, "throughput/pods_tcp" + tp,
+            "throughput/zmq" + tp, small ? ">= 1.0x" : "(informational)");
+    compare("throughput, pods_tcp vs raw asio" + b, "throughput/pods_tcp" + tp,
+            "throughput/raw_asio" + tp, "(baseline)");
+    compare("round trip p50, pods_tcp vs raw asio" + b, "round_trip_p50/pods_tcp" + rt,
+            "round_trip_p50/raw_asio" + rt, ">= 0.83x (within 1.2x)");
+    compare("round trip p99, pods_tcp vs raw asio" + b, "round_trip_p99/pods_tcp" + rt,
+            "round_trip_p99/raw_asio" + rt, "(informational)");
+    compare("round trip p50, pods_tcp vs zmq DEALER/ROUTER" + b, "round_trip_p50/pods_tcp" + rt,
+            "round_trip_p50/zmq" + rt, "(informational)");
+    compare("round trip p99, pods_tcp vs zmq DEALER/ROUTER" + b, "round_trip_p99/pods_tcp" + rt,
+            "round_trip_p99/zmq" + rt, "(informational)");
+  }
   return true;
 }();
 
