@@ -135,7 +135,7 @@ TEST_CASE("RpcClient: out-of-order responses complete the call their id names, i
   CHECK(client.in_flight() == 0);
 }
 
-TEST_CASE("RpcClient: tick times out a call at now - sent >= timeout; next_deadline says when",
+TEST_CASE("RpcClient: tick times out a call at now - sent >= timeout, and next_deadline says when",
           "[rpc]") {
   Setup setup({.timeout = 100ms}, 1000s);
   auto& [wire, clock, log, client] = setup;
