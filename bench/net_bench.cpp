@@ -46,6 +46,7 @@
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -550,4 +551,15 @@ const bool registered = [] {
 
 }  // namespace
 
-PODS_BENCH_MAIN()
+// Interleaves the repetitions of all scenarios in a random order unless the command line says
+// otherwise: on a shared machine the load drifts within seconds, and five repetitions of one
+// scenario in a row would all see the same load.
+int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  static char interleave[] = "--benchmark_enable_random_interleaving=true";
+  bool told = false;
+  for (int i = 1; i < argc; ++i)
+    told = told || std::string_view(argv[i]).starts_with("--benchmark_enable_random_interleaving");
+  if (!told) args.push_back(interleave);
+  return pods::bench::run(static_cast<int>(args.size()), args.data());
+}
