@@ -329,30 +329,6 @@ World::Cluster::Factory factory(std::size_t n, pods::BullyOptions o = {}) {
 // rounds of election and coordinator timeouts, plus message delays and tick slack.
 constexpr auto settle_bound = 500ms + 2 * (200ms + 500ms) + 50ms;
 
-// Checks at every step after heal + settle_bound that the highest id leads and every live node
-// follows it. Returns the time after the heal from which that held to the end.
-template <class Nemesis>
-std::chrono::nanoseconds check_settled(World& w, Nemesis& nemesis, NodeId highest,
-                                       std::uint64_t seed) {
-  const auto heal = nemesis.heal_at().time_since_epoch();
-  std::chrono::nanoseconds last_bad = heal;
-  w.run(nemesis.end_at().time_since_epoch() - w.now(), [&] {
-    if (w.now() < heal) return;
-    bool ok = true;
-    w.each([&](NodeId id, SimNode& n) {
-      ok = ok && n.leader() == highest && n.is_leader() == (id == highest);
-    });
-    if (ok) return;
-    last_bad = w.now();
-    if (w.now() > heal + settle_bound) {
-      FAIL_CHECK("seed " << seed << ": not settled " << (w.now() - heal) / 1ms
-                         << " ms after the heal\n"
-                         << nemesis.describe());
-    }
-  });
-  return last_bad - heal;
-}
-
 }  // namespace
 
 TEST_CASE(
@@ -365,29 +341,12 @@ TEST_CASE(
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     World w(seed, 5, factory(5));
     pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    election_test::Monotone epochs;
-    std::set<std::uint64_t> claimed;  // epochs some node has claimed, to count takeovers
-    bool failed = false;
-    w.run(nemesis.heal_at().time_since_epoch(), [&] {
-      std::map<std::uint64_t, NodeId> leader_of;
-      w.each([&](NodeId id, SimNode& n) {
-        if (!epochs.update(id, w.cluster.incarnation(id), n.leader_epoch()) && !failed) {
-          failed = true;
-          FAIL_CHECK("seed " << seed << ": node " << id << "'s leader epoch went down");
-        }
-        if (!n.is_leader()) return;
-        claimed.insert(n.leader_epoch());
-        auto [it, fresh] = leader_of.emplace(n.leader_epoch(), id);
-        if (!fresh && !failed) {
-          failed = true;
-          FAIL_CHECK("seed " << seed << ": nodes " << it->second << " and " << id
-                             << " both lead epoch " << n.leader_epoch() << "\n"
-                             << nemesis.describe());
-        }
-      });
-    });
-    claims_seen += claimed.size();
-    worst = std::max(worst, check_settled(w, nemesis, 5, seed));
+    const auto during = election_test::check_until_heal(w, nemesis, true);
+    election_test::check_clean(during, seed);
+    claims_seen += during.epochs_led;
+    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
+    election_test::check_clean(after, seed);
+    worst = std::max(worst, after.settled);
   }
   CHECK(claims_seen > seeds);  // crashes did force takeovers: the check saw several epochs
   std::cout << "bully, crashes: " << seeds << " seeds, " << claims_seen
@@ -404,20 +363,11 @@ TEST_CASE(
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     World w(seed, 5, factory(5));
     pods::sim::Nemesis nemesis(w.cluster, election_test::all_faults());
-    election_test::Monotone leader_epochs, epochs;
-    bool failed = false;
-    w.run(nemesis.heal_at().time_since_epoch(), [&] {
-      w.each([&](NodeId id, SimNode& n) {
-        const auto inc = w.cluster.incarnation(id);
-        if ((!leader_epochs.update(id, inc, n.leader_epoch()) ||
-             !epochs.update(id, inc, n.epoch())) &&
-            !failed) {
-          failed = true;
-          FAIL_CHECK("seed " << seed << ": node " << id << " went back to an older epoch");
-        }
-      });
-    });
-    worst = std::max(worst, check_settled(w, nemesis, 5, seed));
+    const auto during = election_test::check_until_heal(w, nemesis, false);
+    election_test::check_clean(during, seed);
+    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
+    election_test::check_clean(after, seed);
+    worst = std::max(worst, after.settled);
   }
   std::cout << "bully, every fault: " << seeds << " seeds, settled at worst " << worst / 1ms
             << " ms after the heal (bound " << settle_bound / 1ms << " ms)\n";
@@ -455,14 +405,7 @@ TEST_CASE("bully on the simulator: the per-epoch check catches a node that ignor
   for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
     World w(seed, 5, factory(5, {.unsafe_ignore_answers = true}));
     pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    bool twice = false;
-    w.run(nemesis.heal_at().time_since_epoch(), [&] {
-      std::map<std::uint64_t, int> leaders;
-      w.each([&](NodeId, SimNode& n) {
-        if (n.is_leader() && ++leaders[n.leader_epoch()] > 1) twice = true;
-      });
-    });
-    caught += twice ? 1 : 0;
+    caught += election_test::check_until_heal(w, nemesis, true).violation.empty() ? 0 : 1;
   }
   std::cout << "bully, answers ignored: two leaders of one epoch on " << caught << " of " << seeds
             << " seeds\n";

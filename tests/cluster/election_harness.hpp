@@ -8,12 +8,16 @@
 #include <pods/sim/network.hpp>
 #include <pods/sim/simulation.hpp>
 
+#include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,5 +113,76 @@ class Monotone {
  private:
   std::map<std::pair<pods::NodeId, std::uint64_t>, std::uint64_t> last_;
 };
+
+// What a checker found: the first violation (empty when none), and a measure of the run.
+struct Verdict {
+  std::string violation;
+  std::size_t epochs_led = 0;          // check_until_heal: distinct epochs some node led
+  std::chrono::nanoseconds settled{};  // check_settled: how long after the heal it settled
+};
+
+// Asserts that a checker found nothing, naming the seed and the violation otherwise.
+inline void check_clean(const Verdict& v, std::uint64_t seed) {
+  INFO("seed " << seed << ": " << v.violation);
+  CHECK(v.violation.empty());
+}
+
+// Runs `w` to the nemesis's heal, checking at every step that no live node's leader_epoch() or
+// epoch() goes down within one incarnation and, when `unique_per_epoch`, that no two live
+// nodes lead the same epoch.
+template <class W, class Nemesis>
+Verdict check_until_heal(W& w, Nemesis& nemesis, bool unique_per_epoch) {
+  Monotone leader_epochs, epochs;
+  std::set<std::uint64_t> led;
+  Verdict v;
+  auto fail = [&](const std::string& what) {
+    if (!v.violation.empty()) return;
+    v.violation = "at " + std::to_string(w.now().count() / 1000000) + " ms: " + what + "\n" +
+                  nemesis.describe();
+  };
+  w.run(nemesis.heal_at().time_since_epoch() - w.now(), [&] {
+    std::map<std::uint64_t, pods::NodeId> leader_of;
+    w.each([&](pods::NodeId id, auto& n) {
+      const std::uint64_t inc = w.cluster.incarnation(id);
+      if (!leader_epochs.update(id, inc, n.leader_epoch()) || !epochs.update(id, inc, n.epoch())) {
+        fail("node " + std::to_string(id) + " went back to an older epoch");
+      }
+      if (!n.is_leader()) return;
+      led.insert(n.leader_epoch());
+      auto [it, fresh] = leader_of.emplace(n.leader_epoch(), id);
+      if (!fresh && unique_per_epoch) {
+        fail("nodes " + std::to_string(it->second) + " and " + std::to_string(id) +
+             " both lead epoch " + std::to_string(n.leader_epoch()));
+      }
+    });
+  });
+  v.epochs_led = led.size();
+  return v;
+}
+
+// Runs `w` to the nemesis's end, checking at every step from heal + bound on that `highest`
+// leads and every live node follows it; measures when that began to hold for good.
+template <class W, class Nemesis>
+Verdict check_settled(W& w, Nemesis& nemesis, pods::NodeId highest,
+                      std::chrono::nanoseconds bound) {
+  const auto heal = nemesis.heal_at().time_since_epoch();
+  std::chrono::nanoseconds last_bad = heal;
+  Verdict v;
+  w.run(nemesis.end_at().time_since_epoch() - w.now(), [&] {
+    if (w.now() < heal) return;
+    bool ok = true;
+    w.each([&](pods::NodeId id, auto& n) {
+      ok = ok && n.leader() == highest && n.is_leader() == (id == highest);
+    });
+    if (ok) return;
+    last_bad = w.now();
+    if (w.now() > heal + bound && v.violation.empty()) {
+      v.violation = "not settled " + std::to_string((w.now() - heal).count() / 1000000) +
+                    " ms after the heal\n" + nemesis.describe();
+    }
+  });
+  v.settled = last_bad - heal;
+  return v;
+}
 
 }  // namespace election_test
