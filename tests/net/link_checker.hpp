@@ -2,11 +2,14 @@
 // the perfect-link rules at every delivery.
 #pragma once
 
+#include <pods/policy/codec.hpp>
 #include <pods/policy/transport.hpp>
+#include <pods/policy/wire.hpp>
 
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -18,6 +21,23 @@ struct Numbered {
   std::uint64_t incarnation = 0;
   std::uint64_t n = 0;
   friend bool operator==(const Numbered&, const Numbered&) = default;
+};
+
+// Numbered as two little-endian u64s.
+struct NumberedCodec {
+  void encode(const Numbered& m, pods::Buffer& out) const {
+    pods::wire::Writer w(out);
+    w.u64(m.incarnation);
+    w.u64(m.n);
+  }
+  Numbered decode(std::span<const std::byte> bytes) const {
+    pods::wire::Reader r(bytes, "numbered message");
+    Numbered m;
+    m.incarnation = r.u64();
+    m.n = r.u64();
+    r.expect_end();
+    return m;
+  }
 };
 
 // Returns the number of seeds to run: PODS_SEEDS from the environment, or `fallback`.
@@ -110,5 +130,21 @@ class LinkChecker {
   std::vector<std::string> violations_;
   std::uint64_t deliveries_ = 0;
 };
+
+// Sends, through `link`, up to three more numbered messages to each peer until `quota` were
+// sent, recording each accepted one in `checker`; a full link is tried again next time.
+template <class Link>
+void send_numbered(Link& link, LinkChecker& checker, pods::NodeId self, std::uint64_t incarnation,
+                   const std::vector<pods::NodeId>& peers,
+                   std::map<pods::NodeId, std::uint64_t>& count, std::uint64_t quota,
+                   std::int64_t now) {
+  for (pods::NodeId p : peers) {
+    if (p == self) continue;
+    for (int i = 0; i < 3 && count[p] < quota; ++i) {
+      if (!link.try_send(p, Numbered{incarnation, count[p] + 1})) break;
+      checker.sent(self, incarnation, p, ++count[p], now);
+    }
+  }
+}
 
 }  // namespace links_test

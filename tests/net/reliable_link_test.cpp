@@ -399,13 +399,7 @@ struct LinkNode {
   void receive(NodeId from, SimWire m) { link.receive(from, std::move(m)); }
   void tick() {
     link.tick();
-    for (NodeId p : peers) {
-      if (p == ctx.id) continue;
-      for (int i = 0; i < 3 && count[p] < quota; ++i) {
-        if (!link.try_send(p, Numbered{ctx.incarnation, count[p] + 1})) break;
-        checker.sent(ctx.id, ctx.incarnation, p, ++count[p], now());
-      }
-    }
+    links_test::send_numbered(link, checker, ctx.id, ctx.incarnation, peers, count, quota, now());
   }
   auto next_deadline() const { return link.next_deadline(); }
 

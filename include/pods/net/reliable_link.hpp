@@ -127,8 +127,11 @@ class ReliableLinkCodec {
   static constexpr std::size_t data_overhead = 30;  // bytes besides the payload's
   static constexpr std::size_t ack_size = 34;
 
+  // Uses a default-constructed C for the user's messages.
+  ReliableLinkCodec() requires std::default_initializable<C>
+  = default;
   // Uses `payload_codec` (copied) for the user's messages.
-  explicit ReliableLinkCodec(C payload_codec = {}) : payload_(std::move(payload_codec)) {}
+  explicit ReliableLinkCodec(C payload_codec) : payload_(std::move(payload_codec)) {}
 
   // Appends the encoding of `m` to `out`. Allocates as out grows; throws std::length_error
   // when the payload's encoding exceeds 4 GiB - 1.
@@ -192,7 +195,7 @@ class ReliableLinkCodec {
   }
 
  private:
-  C payload_;
+  C payload_{};
 };
 
 struct ReliableLinkOptions {
