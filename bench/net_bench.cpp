@@ -180,10 +180,10 @@ class RawChannel {
     space_.wait(lock, [&] { return pending_.size() < kQueueBytes || failed_; });
     if (failed_) return;
     const auto length = static_cast<std::uint32_t>(payload.size());
-    const std::size_t at = pending_.size();
-    pending_.resize(at + sizeof length + payload.size());
-    std::memcpy(pending_.data() + at, &length, sizeof length);
-    std::memcpy(pending_.data() + at + sizeof length, payload.data(), payload.size());
+    std::byte header[sizeof length];
+    std::memcpy(header, &length, sizeof length);
+    pending_.insert(pending_.end(), header, header + sizeof length);  // no zero-fill first
+    pending_.insert(pending_.end(), payload.begin(), payload.end());
     if (writing_) return;
     writing_ = true;
     lock.unlock();
@@ -309,9 +309,11 @@ static_assert(pods::Transport<PodsTransport, std::vector<std::byte>>);
 // I/O thread, connected before the first message.
 struct PodsPair {
   static constexpr pods::NodeId kA = 1, kB = 2;
-  PodsTransport a{kA}, b{kB};
+  PodsTransport a, b;
 
-  PodsPair(PodsTransport::ReceiveHandler on_a, PodsTransport::ReceiveHandler on_b) {
+  PodsPair(PodsTransport::ReceiveHandler on_a, PodsTransport::ReceiveHandler on_b,
+           const pods::net::TcpOptions& options = {})
+      : a(kA, options), b(kB, options) {
     a.on_receive(std::move(on_a));
     b.on_receive(std::move(on_b));
     a.set_peer(kB, "127.0.0.1", b.local_port());
@@ -340,14 +342,25 @@ struct PodsPair {
   }
 };
 
+// With the default options, or (QueueBytes > 0) a per-peer queue bound of QueueBytes bytes,
+// which also bounds the bytes of one batched write.
+template <std::size_t QueueBytes = 0>
 class PodsThroughput {
  public:
   explicit PodsThroughput(Sink& sink)
       : pair_([](pods::NodeId, std::vector<std::byte>) {},
-              [&sink](pods::NodeId, std::vector<std::byte> m) { sink.on_message(m); }) {}
+              [&sink](pods::NodeId, std::vector<std::byte> m) { sink.on_message(m); }, options()) {}
   void send(const std::vector<std::byte>& payload) { pair_.send(payload); }
 
  private:
+  static pods::net::TcpOptions options() {
+    pods::net::TcpOptions o;
+    if (QueueBytes > 0) {
+      o.max_queue_bytes = QueueBytes;
+      o.max_frame_bytes = 64 * 1024;  // a queue must hold one frame of the maximum
+    }
+    return o;
+  }
   PodsPair pair_;
 };
 
@@ -519,7 +532,15 @@ const bool registered = [] {
           ->UseManualTime()
           ->Iterations(4);
   };
-  add("pods_tcp", throughput<PodsThroughput>, round_trip<PodsEcho>);
+  add("pods_tcp", throughput<PodsThroughput<>>, round_trip<PodsEcho>);
+  // The same transport with max_queue_bytes = 1 MiB (the default is 64 MiB): a write batch
+  // stays within the L2 cache.
+  benchmark::RegisterBenchmark("throughput/pods_tcp_queue_1mib",
+                               throughput<PodsThroughput<1 << 20>>)
+      ->Arg(64)
+      ->Arg(4096)
+      ->UseRealTime()
+      ->MinTime(0.3);
   add("raw_asio", throughput<RawThroughput>, round_trip<RawEcho>);
 #if PODS_HAVE_ZMQ
   add("zmq", throughput<ZmqThroughput>, round_trip<ZmqEcho>);
@@ -537,6 +558,10 @@ const bool registered = [] {
             "throughput/zmq" + tp, small ? ">= 1.0x" : "(informational)");
     compare("throughput, pods_tcp vs raw asio" + b, "throughput/pods_tcp" + tp,
             "throughput/raw_asio" + tp, "(baseline)");
+    compare("throughput, pods_tcp max_queue_bytes 1 MiB vs zmq" + b,
+            "throughput/pods_tcp_queue_1mib" + tp, "throughput/zmq" + tp, "(informational)");
+    compare("throughput, pods_tcp max_queue_bytes 1 MiB vs raw asio" + b,
+            "throughput/pods_tcp_queue_1mib" + tp, "throughput/raw_asio" + tp, "(baseline)");
     compare("round trip p50, pods_tcp vs raw asio" + b, "round_trip_p50/pods_tcp" + rt,
             "round_trip_p50/raw_asio" + rt, ">= 0.83x (within 1.2x)");
     compare("round trip p99, pods_tcp vs raw asio" + b, "round_trip_p99/pods_tcp" + rt,
