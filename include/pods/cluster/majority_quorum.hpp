@@ -101,6 +101,16 @@ inline std::uint64_t kth_largest(std::uint64_t* values, std::size_t n, std::size
   return values[k - 1];
 }
 
+// Returns the (N / 2 + 1)-th largest match index of voters[0..N): the same insertion sort with
+// the size known at compile time, which the compiler unrolls into straight-line code.
+template <std::size_t N, class F>
+std::uint64_t majority_index(const NodeId* voters, F& match_of) {
+  std::array<std::uint64_t, N> values;
+  for (std::size_t i = 0; i < N; ++i)
+    values[i] = match_of(voters[i]);
+  return kth_largest(values.data(), N, N / 2 + 1);
+}
+
 }  // namespace detail
 
 class MajorityQuorum {
@@ -240,6 +250,28 @@ class MajorityQuorum {
   template <class F>
   static std::uint64_t committed(const std::vector<NodeId>& voters, F& match_of) {
     const std::size_t n = voters.size();
+    switch (n) {  // the sizes of real clusters, each unrolled
+      case 1:
+        return detail::majority_index<1>(voters.data(), match_of);
+      case 2:
+        return detail::majority_index<2>(voters.data(), match_of);
+      case 3:
+        return detail::majority_index<3>(voters.data(), match_of);
+      case 4:
+        return detail::majority_index<4>(voters.data(), match_of);
+      case 5:
+        return detail::majority_index<5>(voters.data(), match_of);
+      case 6:
+        return detail::majority_index<6>(voters.data(), match_of);
+      case 7:
+        return detail::majority_index<7>(voters.data(), match_of);
+      case 8:
+        return detail::majority_index<8>(voters.data(), match_of);
+      case 9:
+        return detail::majority_index<9>(voters.data(), match_of);
+      default:
+        break;
+    }
     if (n <= inline_voters) {
       std::array<std::uint64_t, inline_voters> values;
       for (std::size_t i = 0; i < n; ++i)
