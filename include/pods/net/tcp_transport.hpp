@@ -129,8 +129,9 @@ struct TcpStats {
   std::uint64_t handler_exceptions = 0;       // exceptions thrown by on_receive (caught)
   std::uint64_t queue_full = 0;               // sends refused with Errc::full
   std::uint64_t unknown_destination = 0;      // sends to an id set_peer never named
-  std::uint64_t dropped_in_flight = 0;        // messages in a batch whose connection failed
-  std::uint64_t dropped_on_stop = 0;          // messages still queued when stop() ran
+  std::uint64_t dropped_in_flight =
+      0;  // in a batch whose write failed or stop() cut: some may have arrived
+  std::uint64_t dropped_on_stop = 0;  // messages still queued when stop() ran
 
   friend bool operator==(const TcpStats&, const TcpStats&) = default;
 };
@@ -757,10 +758,10 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
   void close(std::shared_ptr<Connection> c, bool retry = true) {  // by value: c may be p->conn
     if (c->closed) return;
     c->closed = true;
+    if (c->open) bump(counters_.connections_closed);  // before the peer can see the close
     asio::error_code ignored;
     c->socket.close(ignored);
     c->timer.cancel();
-    if (c->open) bump(counters_.connections_closed);
     pre_handshake_.erase(c);
     if (!c->peer) return;
     Peer* p = find(*c->peer);
@@ -855,6 +856,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     bump(counters_.bytes_received, n);
     const NodeId from = *c->peer;
     bool codec_failed = false;
+    std::uint64_t frame_at = 0;  // where the frame the codec rejected starts
     try {
       c->decoder.commit(n, [&](std::span<const std::byte> payload) {
         if (c->closed || stopped_.load()) return;
@@ -863,30 +865,31 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
           m.emplace(codec_.decode(payload));
         } catch (...) {
           codec_failed = true;
+          frame_at = c->decoder.offset() - frame_header_bytes - payload.size();
           throw;
         }
         bump(counters_.frames_received);
         deliver(from, std::move(*m));
       });
     } catch (const std::exception& e) {
-      bump(codec_failed ? counters_.rejected_messages : counters_.corrupt_frames);
-      failed_frame(c, codec_failed, e.what());
+      failed_frame(c, codec_failed, frame_at, e.what());
       return;
     } catch (...) {
-      failed_frame(c, codec_failed, "a non-standard exception");
+      failed_frame(c, codec_failed, frame_at, "a non-standard exception");
       return;
     }
     if (!c->closed) read(c);
   }
 
-  void failed_frame(const std::shared_ptr<Connection>& c, bool codec_failed, const char* what) {
+  void failed_frame(const std::shared_ptr<Connection>& c, bool codec_failed, std::uint64_t frame_at,
+                    const char* what) {
     bump(codec_failed ? counters_.rejected_messages : counters_.corrupt_frames);
     std::string detail;
     if (codec_failed) {
       detail = "frame from ";
       detail += c->name;
-      detail += " at stream offset ";
-      detail += std::to_string(c->decoder.offset());
+      detail += " at offset ";
+      detail += std::to_string(frame_at);
       detail += " rejected by the codec: ";
     }
     detail += what;
