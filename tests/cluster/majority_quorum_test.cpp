@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -282,4 +283,25 @@ TEST_CASE("the differential check catches a joint rule that uses one majority of
     if (union_median(m.all, match) != m.committed(match)) ++caught;
   }
   CHECK(caught > 0);
+}
+
+TEST_CASE("committed_index takes the same answer on every code path (1 to 20 voters)") {
+  // 1-9 voters: unrolled; 10-16: a stack array; 17-20: a heap array. The expectation is the
+  // (n/2+1)-th largest by a full sort.
+  pods::Random random(3);
+  for (std::size_t n = 1; n <= 20; ++n) {
+    for (int round = 0; round < 50; ++round) {
+      std::vector<NodeId> voters;
+      std::map<NodeId, std::uint64_t> match;
+      std::vector<std::uint64_t> sorted;
+      for (NodeId id = 1; id <= n; ++id) {
+        voters.push_back(id * 7);
+        match[id * 7] = random.below(10);
+        sorted.push_back(match[id * 7]);
+      }
+      std::sort(sorted.begin(), sorted.end(), std::greater<>());
+      INFO("n " << n << " round " << round);
+      REQUIRE(MajorityQuorum(voters).committed_index(from(match)) == sorted[n / 2]);
+    }
+  }
 }
