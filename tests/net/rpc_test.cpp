@@ -1,4 +1,5 @@
 #include <pods/net/rpc.hpp>
+#include <pods/net/tcp_transport.hpp>
 #include <pods/sim/cluster.hpp>
 #include <pods/sim/nemesis.hpp>
 #include <pods/sim/network.hpp>
@@ -7,11 +8,13 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -759,4 +762,50 @@ TEST_CASE("RpcClient on sim::Network: matching by arrival instead of correlation
     caught = !run_sim<MatchOldest>(seed).record.violations.empty();
   }
   CHECK(caught);
+}
+
+// ---- over TCP ----
+
+TEST_CASE("RpcClient and RpcServer over TcpTransport on 127.0.0.1", "[rpc][threads]") {
+  using Tcp = pods::net::TcpTransport<Message, Codec>;
+  static_assert(pods::Transport<Tcp, Message>);
+  Tcp a(1), b(2);
+  a.set_peer(2, "127.0.0.1", b.local_port());
+  b.set_peer(1, "127.0.0.1", a.local_port());
+  // Node 2 serves; node 1 calls. The client is thread-compatible: the test thread and node
+  // 1's I/O thread share it under one mutex.
+  pods::net::RpcServer<std::string, std::string, Tcp> tcp_server(
+      b, [](NodeId from, std::string q) { return q + " from " + std::to_string(from); });
+  b.on_receive([&](NodeId from, Message m) { tcp_server.receive(from, std::move(m)); });
+  std::mutex mu;
+  std::condition_variable cv;
+  pods::net::RpcClient<std::string, std::string, Tcp> client(a, pods::SteadyClock{},
+                                                             {.max_in_flight = 8, .timeout = 30s});
+  a.on_receive([&](NodeId from, Message m) {
+    std::lock_guard lock(mu);
+    client.receive(from, std::move(m));
+    cv.notify_all();
+  });
+  a.start();
+  b.start();
+  std::vector<Outcome<std::string>> got;
+  {
+    std::lock_guard lock(mu);
+    for (int i = 0; i < 8; ++i) {
+      REQUIRE(client.call(2, "q" + std::to_string(i),
+                          [&](Outcome<std::string> r) { got.push_back(std::move(r)); }));
+    }
+    CHECK(client.call(2, "over", [](Outcome<std::string>) {}) ==
+          Outcome<std::uint64_t>(Errc::full));
+  }
+  std::unique_lock lock(mu);
+  REQUIRE(cv.wait_for(lock, 30s, [&] { return got.size() == 8; }));
+  for (int i = 0; i < 8; ++i) {
+    CHECK(got[static_cast<std::size_t>(i)] ==
+          Outcome<std::string>("q" + std::to_string(i) + " from 1"));
+  }
+  CHECK(client.in_flight() == 0);
+  lock.unlock();
+  a.stop();
+  b.stop();
 }

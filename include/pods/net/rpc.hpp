@@ -178,8 +178,11 @@ class RpcCodec {
   using Message = RpcMessage<Request, Response>;
   static constexpr std::uint8_t version = 1;
 
+  // Creates the codec with default-constructed body codecs. Not explicit, so a transport's
+  // `Codec codec = {}` parameter takes it.
+  RpcCodec() = default;
   // Creates the codec; the body codecs are retained by value.
-  explicit RpcCodec(RequestCodec request_codec = {}, ResponseCodec response_codec = {})
+  explicit RpcCodec(RequestCodec request_codec, ResponseCodec response_codec = {})
       : request_codec_(std::move(request_codec)), response_codec_(std::move(response_codec)) {}
 
   // Appends the encoding of `m` to `out`. Throws std::length_error for a body past 4 GiB - 1.
@@ -259,8 +262,8 @@ class RpcCodec {
     }
   }
 
-  RequestCodec request_codec_;
-  ResponseCodec response_codec_;
+  RequestCodec request_codec_{};
+  ResponseCodec response_codec_{};
 };
 
 struct RpcClientOptions {
