@@ -678,46 +678,98 @@ TEST_CASE("MessageCodec throws CorruptionError naming the offset on bad bytes", 
 
 namespace {
 
-using SimNode =
-    pods::GossipDissemination<pods::sim::Network<gossip::Message>::Endpoint, pods::sim::NodeClock>;
+// A sim::Network endpoint that also counts, per node, the Digest and Sync messages sent in
+// each window of one gossip interval of virtual time, and optionally their encoded bytes.
+struct Counters {
+  pods::sim::Simulation* sim = nullptr;
+  std::chrono::nanoseconds window{};
+  bool measure_bytes = false;
+  struct PerNode {
+    std::int64_t window = -1;
+    std::size_t in_window = 0;
+    std::size_t max_in_window = 0;
+    std::size_t gossip = 0, probe = 0;
+    std::size_t bytes = 0, max_bytes = 0;
+  };
+  std::map<NodeId, PerNode> nodes;
+};
+
+struct CountingEndpoint {
+  pods::sim::Network<gossip::Message>::Endpoint endpoint;
+  std::shared_ptr<Counters> counters;
+  void send(NodeId to, gossip::Message m) {
+    Counters::PerNode& c = counters->nodes[endpoint.id()];
+    if (std::holds_alternative<gossip::Digest>(m) || std::holds_alternative<gossip::Sync>(m)) {
+      ++c.gossip;
+      const std::int64_t w = counters->sim->now().time_since_epoch() / counters->window;
+      if (w != c.window) {
+        c.window = w;
+        c.in_window = 0;
+      }
+      c.max_in_window = std::max(c.max_in_window, ++c.in_window);
+    } else {
+      ++c.probe;
+    }
+    if (counters->measure_bytes) {
+      pods::Buffer out;
+      gossip::MessageCodec{}.encode(m, out);
+      c.bytes += out.size();
+      c.max_bytes = std::max(c.max_bytes, out.size());
+    }
+    endpoint.send(to, std::move(m));
+  }
+};
+
+using SimNode = pods::GossipDissemination<CountingEndpoint, pods::sim::NodeClock>;
 
 struct SimCluster {
   pods::sim::Simulation sim;
   pods::sim::Network<gossip::Message> net;
   pods::GossipOptions base;
   std::size_t n;
-  bool refute = true;
-  std::function<void(SimNode&)> on_start;
+  std::vector<NodeId> seeds_of_all;  // empty: every node seeds every other
+  std::shared_ptr<Counters> counters = std::make_shared<Counters>();
+  std::map<NodeId, bool> refutes;          // nodes built with refute = false
+  std::function<void(SimNode&)> on_start;  // run on every node built (and rebuilt)
   pods::sim::Cluster<SimNode, gossip::Message> cluster;
 
   SimCluster(std::uint64_t seed, std::size_t nodes, pods::sim::LinkFaults faults,
-             pods::GossipOptions options, std::vector<NodeId> seeds_of_all = {})
+             pods::GossipOptions options)
       : sim(seed),
         net(sim, faults),
         base(std::move(options)),
         n(nodes),
         cluster(net,
-                [this, seeds_of_all](const pods::sim::NodeContext<gossip::Message>& ctx) {
-                  pods::GossipOptions o = base;
-                  if (seeds_of_all.empty()) {
-                    for (NodeId id = 1; id <= n; ++id)
-                      if (id != ctx.id) o.seeds.push_back(id);
-                  } else {
-                    for (NodeId id : seeds_of_all)
-                      if (id != ctx.id) o.seeds.push_back(id);
-                  }
-                  pods::Random r = ctx.random;
-                  o.seed = r.next();
-                  auto node =
-                      std::make_unique<SimNode>(ctx.id, ctx.endpoint, ctx.clock, std::move(o));
-                  if (on_start) on_start(*node);
-                  return node;
-                },
+                [this](const pods::sim::NodeContext<gossip::Message>& ctx) { return make(ctx); },
                 {.tick_interval = 0s}) {
+    counters->sim = &sim;
+    counters->window = base.gossip_interval;
+  }
+  // Starts the nodes; separate from construction so a test can set refutes and on_start.
+  SimCluster& start() {
     for (NodeId id = 1; id <= n; ++id)
       cluster.add(id);
+    return *this;
   }
   SimNode& operator[](NodeId id) { return *cluster.node(id); }
+
+  std::unique_ptr<SimNode> make(const pods::sim::NodeContext<gossip::Message>& ctx) {
+    pods::GossipOptions o = base;
+    if (seeds_of_all.empty()) {
+      for (NodeId id = 1; id <= n; ++id)
+        if (id != ctx.id) o.seeds.push_back(id);
+    } else {
+      for (NodeId id : seeds_of_all)
+        if (id != ctx.id) o.seeds.push_back(id);
+    }
+    pods::Random r = ctx.random;
+    o.seed = r.next();
+    if (auto it = refutes.find(ctx.id); it != refutes.end()) o.refute = it->second;
+    auto node = std::make_unique<SimNode>(ctx.id, CountingEndpoint{ctx.endpoint, counters},
+                                          ctx.clock, std::move(o));
+    if (on_start) on_start(*node);
+    return node;
+  }
 };
 
 pods::GossipOptions sim_options() {
@@ -732,29 +784,47 @@ pods::GossipOptions sim_options() {
 }
 
 // Returns how many gossip rounds after a put on node 1 the value reached every live node,
-// checking every millisecond-resolution 10 ms of virtual time; nullopt past `limit` rounds.
+// checked every 10 ms of virtual time; nullopt past `limit` rounds.
 std::optional<double> rounds_to_spread(SimCluster& c, std::size_t limit) {
   const auto interval = c.base.gossip_interval;
   const auto start = c.sim.now();
   c[1].put("news", bytes("hello"));
-  std::size_t have = 0;
   const auto deadline = start + interval * static_cast<std::int64_t>(limit);
   while (c.sim.now() < deadline) {
     c.sim.run_for(10ms);
-    have = 0;
-    for (NodeId id = 1; id <= c.n; ++id) {
-      if (!c.cluster.is_up(id)) {
-        ++have;
-        continue;
-      }
-      if (c[id].get(1, "news")) ++have;
-    }
+    std::size_t have = 0;
+    for (NodeId id = 1; id <= c.n; ++id)
+      have += !c.cluster.is_up(id) || c[id].get(1, "news") ? 1 : 0;
     if (have == c.n) {
       return std::chrono::duration<double>(c.sim.now() - start) /
              std::chrono::duration<double>(interval);
     }
   }
   return std::nullopt;
+}
+
+// Returns true when no live member other than `node` itself holds `node` as dead.
+bool nobody_declares_dead(SimCluster& c, NodeId node) {
+  for (NodeId id = 1; id <= c.n; ++id) {
+    if (id == node || !c.cluster.is_up(id)) continue;
+    if (auto m = c[id].member(node); m && m->status == MemberStatus::dead) return false;
+  }
+  return true;
+}
+
+// Runs `d` of virtual time one event at a time, checking `property` after every event.
+// Returns false at the first event after which it does not hold.
+template <class Property>
+bool run_checked(SimCluster& c, std::chrono::nanoseconds d, Property property) {
+  const auto end = c.sim.now() + d;
+  while (c.sim.now() <= end) {
+    const auto next = c.sim.next_event_time();
+    if (!next || *next > end) break;
+    c.sim.step();
+    if (!property()) return false;
+  }
+  c.sim.run_for(end - c.sim.now());
+  return property();
 }
 
 }  // namespace
@@ -767,7 +837,7 @@ std::optional<double> rounds_to_spread(SimCluster& c, std::size_t limit) {
 // straggler tail and 10 % loss.
 TEST_CASE(
     "Sim: with 1000 nodes and fanout 3 a new value reaches every node within log2(n) + 3 "
-    "rounds",
+    "rounds, also under 10 % loss",
     "[gossip][sim]") {
   const std::size_t n = 1000;
   const double bound = std::log2(static_cast<double>(n)) + 3;
@@ -775,6 +845,7 @@ TEST_CASE(
     for (std::uint64_t seed = 1; seed <= seeds_to_run(1); ++seed) {
       CAPTURE(seed, loss);
       SimCluster c(seed, n, {.loss = loss, .min_delay = 1ms, .max_delay = 10ms}, sim_options());
+      c.start();
       c.sim.run_for(1s);
       const auto rounds = rounds_to_spread(c, 40);
       REQUIRE(rounds);
@@ -784,9 +855,265 @@ TEST_CASE(
           n, loss * 100, static_cast<unsigned long long>(seed), *rounds,
           std::log2(static_cast<double>(n)), bound);
       REQUIRE(*rounds <= bound);
-      // No live node was ever declared dead: a lossy network does not evict anyone.
+      // No live node was declared dead: loss alone does not evict anyone.
       for (NodeId id = 1; id <= n; ++id)
         REQUIRE(c[id].stats().declared_dead == 0);
+    }
+  }
+}
+
+TEST_CASE(
+    "Sim: messages per node per gossip interval stay within the budget, and every message "
+    "within its size bound",
+    "[gossip][sim][bounds]") {
+  const std::size_t n = 100;
+  for (std::uint64_t seed = 1; seed <= seeds_to_run(1); ++seed) {
+    CAPTURE(seed);
+    auto o = sim_options();
+    SimCluster c(seed, n, {.loss = 0.05, .min_delay = 1ms, .max_delay = 20ms}, o);
+    c.counters->measure_bytes = true;
+    c.on_start = [](SimNode& node) {
+      for (int k = 0; k < 8; ++k)
+        node.put("key" + std::to_string(k), std::vector<std::byte>(100));
+    };
+    c.start();
+    c.sim.run_for(8s);
+    // A window of one interval overlaps at most two of a node's rounds, each within budget.
+    const std::size_t budget = 3 * o.fanout + 3 * (2 * o.fanout);
+    // A message: version, kind, then at most max_records records with their counts, and
+    // deltas of at most max_delta_bytes of keys and values (16 bytes of lengths and version
+    // each, counted in the limit) with 28 bytes of header per delta, one delta per record.
+    const std::size_t max_message = 2 + 4 + o.max_records * gossip::MessageCodec::record_bytes + 4 +
+                                    o.max_records * 16 + 4 + o.max_records * 28 + o.max_delta_bytes;
+    std::size_t max_window = 0, max_bytes = 0, gossip_sent = 0, bytes = 0;
+    for (const auto& [id, counts] : c.counters->nodes) {
+      max_window = std::max(max_window, counts.max_in_window);
+      max_bytes = std::max(max_bytes, counts.max_bytes);
+      gossip_sent += counts.gossip;
+      bytes += counts.bytes;
+    }
+    const double rounds = 8s / o.gossip_interval;
+    std::printf(
+        "gossip: n=%zu seed=%llu: at most %zu Digest/Sync per node per interval (bound "
+        "%zu), mean %.2f; largest message %zu bytes (bound %zu); %.0f bytes per node per "
+        "round\n",
+        n, static_cast<unsigned long long>(seed), max_window, 2 * budget,
+        static_cast<double>(gossip_sent) / static_cast<double>(n) / rounds, max_bytes, max_message,
+        static_cast<double>(bytes) / static_cast<double>(n) / rounds);
+    REQUIRE(max_window <= 2 * budget);
+    REQUIRE(max_bytes <= max_message);
+    // And the keys did spread: every node holds every other node's keys.
+    for (NodeId id = 1; id <= n; id += 7)
+      for (NodeId owner = 1; owner <= n; ++owner)
+        REQUIRE(c[id].get(owner, "key7"));
+  }
+}
+
+TEST_CASE("Sim: a crashed node is declared dead by every member", "[gossip][sim][swim]") {
+  const std::size_t n = 100;
+  for (std::uint64_t seed = 1; seed <= seeds_to_run(1); ++seed) {
+    CAPTURE(seed);
+    auto o = sim_options();
+    o.reap_after = 10s;
+    SimCluster c(seed, n, {.loss = 0.02, .min_delay = 1ms, .max_delay = 10ms}, o);
+    c.start();
+    c.sim.run_for(2s);
+    const NodeId victim = 1 + c.sim.random().below(n);
+    c.cluster.crash(victim);
+    const auto crashed_at = c.sim.now();
+    // Someone probes the victim within a few probe intervals (each of the n - 1 members
+    // probes one member per interval); it is suspect at that interval's end; the suspicion
+    // spreads within a few gossip rounds, and each member declares it dead suspicion_timeout
+    // after it heard. Allow 5 probe intervals + suspicion_timeout + 10 gossip rounds.
+    const auto bound = 5 * o.probe_interval + o.suspicion_timeout + 10 * o.gossip_interval;
+    auto all_dead = [&] {
+      for (NodeId id = 1; id <= n; ++id) {
+        if (id == victim) continue;
+        auto m = c[id].member(victim);
+        if (!m || m->status != MemberStatus::dead) return false;
+      }
+      return true;
+    };
+    REQUIRE(c.sim.run_until(all_dead, bound));
+    std::printf(
+        "gossip: n=%zu seed=%llu: every member declared the crashed node dead %.2f s "
+        "after the crash (bound %.1f s)\n",
+        n, static_cast<unsigned long long>(seed),
+        std::chrono::duration<double>(c.sim.now() - crashed_at).count(),
+        std::chrono::duration<double>(bound).count());
+    // No one else was declared dead.
+    for (NodeId id = 1; id <= n; ++id)
+      if (id != victim) REQUIRE(nobody_declares_dead(c, id));
+    // And reap_after later it is forgotten everywhere.
+    c.sim.run_for(o.reap_after + 1s);
+    for (NodeId id = 1; id <= n; ++id)
+      if (id != victim) REQUIRE_FALSE(c[id].member(victim));
+  }
+}
+
+namespace {
+
+enum class Fault { pause, one_way };
+
+// Returns whether `node`, paused or cut off in one direction for 3 s (under the 5 s
+// suspicion timeout), stayed a member in every live view at every step; reports whether it
+// was suspected at all and its incarnation afterwards.
+struct FalseSuspicion {
+  bool stayed_member = false;
+  std::uint64_t suspicions = 0;
+  std::uint32_t incarnation = 0;
+};
+FalseSuspicion falsely_suspect(std::uint64_t seed, Fault fault, bool refute) {
+  const std::size_t n = 50;
+  SimCluster c(seed, n, {.loss = 0.01, .min_delay = 1ms, .max_delay = 10ms}, sim_options());
+  const NodeId node = 7;
+  c.refutes[node] = refute;
+  c.start();
+  c.sim.run_for(3s);
+  if (fault == Fault::pause) {
+    c.cluster.pause(node, 3s);
+  } else {
+    for (NodeId id = 1; id <= n; ++id)
+      if (id != node) c.net.block(node, id);
+    c.sim.schedule(3s, [&c] { c.net.heal(); });
+  }
+  FalseSuspicion result;
+  result.stayed_member = run_checked(c, 12s, [&] { return nobody_declares_dead(c, node); });
+  for (NodeId id = 1; id <= n; ++id)
+    result.suspicions += c[id].stats().suspected;
+  result.incarnation = c[node].incarnation();
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("Sim: a falsely suspected live node (paused, or one-way cut) refutes and stays a member",
+          "[gossip][sim][swim]") {
+  for (const Fault fault : {Fault::pause, Fault::one_way}) {
+    for (std::uint64_t seed = 1; seed <= seeds_to_run(1); ++seed) {
+      CAPTURE(seed, fault == Fault::pause ? "pause" : "one-way");
+      const FalseSuspicion r = falsely_suspect(seed, fault, true);
+      REQUIRE(r.suspicions >= 1);   // the fault did cause suspicion
+      REQUIRE(r.incarnation >= 1);  // which the node refuted
+      REQUIRE(r.stayed_member);     // checked after every event
+    }
+  }
+}
+
+TEST_CASE(
+    "Sim: with refutation disabled the same fault gets the live node declared dead (the "
+    "checker catches the broken rule)",
+    "[gossip][sim][swim]") {
+  for (std::uint64_t seed = 1; seed <= seeds_to_run(3); ++seed) {
+    CAPTURE(seed);
+    const FalseSuspicion r = falsely_suspect(seed, Fault::pause, false);
+    REQUIRE(r.suspicions >= 1);
+    REQUIRE(r.incarnation == 0);
+    REQUIRE_FALSE(r.stayed_member);
+  }
+}
+
+TEST_CASE("Sim: nodes that know only one seed learn the whole membership", "[gossip][sim]") {
+  const std::size_t n = 40;
+  for (std::uint64_t seed = 1; seed <= seeds_to_run(3); ++seed) {
+    CAPTURE(seed);
+    SimCluster c(seed, n, {.loss = 0.02, .min_delay = 1ms, .max_delay = 10ms}, sim_options());
+    c.seeds_of_all = {1};
+    c.start();
+    REQUIRE(c[1].size() == 1);
+    REQUIRE(c[2].size() == 2);
+    auto everyone = [&] {
+      for (NodeId id = 1; id <= n; ++id)
+        if (c[id].live_count() != n) return false;
+      return true;
+    };
+    REQUIRE(c.sim.run_until(everyone, 30s));
+    std::printf("gossip: n=%zu seed=%llu: joined through one seed, full membership after %.1f s\n",
+                n, static_cast<unsigned long long>(seed),
+                std::chrono::duration<double>(c.sim.now().time_since_epoch()).count());
+  }
+}
+
+TEST_CASE("Sim: the same seed replays the same run", "[gossip][sim]") {
+  auto run = [](std::uint64_t seed) {
+    SimCluster c(seed, 20, {.loss = 0.1, .min_delay = 1ms, .max_delay = 30ms}, sim_options());
+    c.start();
+    c[3].put("k", bytes("v"));
+    c.sim.run_for(5s);
+    return c.sim.trace_hash();
+  };
+  REQUIRE(run(9) == run(9));
+  REQUIRE(run(9) != run(10));
+}
+
+TEST_CASE("Sim: under a nemesis, views stay sane at every step and converge after the heal",
+          "[gossip][sim][nemesis]") {
+  const std::size_t n = 10;
+  for (std::uint64_t seed = 1; seed <= seeds_to_run(1); ++seed) {
+    CAPTURE(seed);
+    auto o = sim_options();
+    o.gossip_interval = 100ms;
+    o.probe_interval = 500ms;
+    o.probe_timeout = 200ms;
+    o.suspicion_timeout = 2s;
+    SimCluster c(seed, n, {.loss = 0.01, .min_delay = 1ms, .max_delay = 10ms}, o);
+    // Each node publishes its name; values a node holds must be ones their owner put.
+    c.on_start = [](SimNode& node) { node.put("name", bytes("node" + std::to_string(node.id()))); };
+    c.start();
+    pods::sim::Nemesis nemesis(c.cluster, {.duration = 30s, .quiet = 15s});
+    // Per (observer, member): the observer's life, the (incarnation, status) and the version
+    // seen last, to check that a view only moves forward while its observer lives.
+    struct Seen {
+      std::uint64_t life = 0;  // 0: not seen yet; else the observer's incarnation + 1
+      std::uint32_t incarnation = 0;
+      int status = 0;
+      std::uint64_t version = 0;
+    };
+    std::vector<Seen> last((n + 1) * (n + 1));
+    std::vector<std::vector<std::byte>> names(n + 1);
+    for (NodeId id = 1; id <= n; ++id)
+      names[id] = bytes("node" + std::to_string(id));
+    const char* broken = nullptr;
+    auto sane = [&] {
+      for (NodeId id = 1; id <= n; ++id) {
+        if (!c.cluster.is_up(id)) continue;
+        SimNode& node = c[id];
+        const std::uint64_t life = c.cluster.incarnation(id) + 1;
+        for (NodeId other = 1; other <= n; ++other) {
+          const auto m = node.member(other);
+          if (!m) continue;
+          if (other == id && m->status != MemberStatus::alive)
+            broken = "a node holds itself not alive";
+          Seen& seen = last[id * (n + 1) + other];
+          if (seen.life == life &&
+              (m->incarnation < seen.incarnation ||
+               (m->incarnation == seen.incarnation && static_cast<int>(m->status) < seen.status) ||
+               m->version < seen.version)) {
+            broken = "a view moved backwards";
+          }
+          seen = {life, m->incarnation, static_cast<int>(m->status), m->version};
+          if (m->version > 0) {
+            if (auto v = node.get(other, "name"); v && *v != names[other]) {
+              broken = "a value its owner never put";
+            }
+          }
+        }
+      }
+      return broken == nullptr;
+    };
+    const bool ok = run_checked(c, 30s, sane);
+    if (!ok) std::printf("%s\n%s\n", broken, nemesis.describe().c_str());
+    REQUIRE(ok);
+    // After the heal and the quiet period: every node sees every node alive and knows its name.
+    for (NodeId id = 1; id <= n; ++id) {
+      REQUIRE(c.cluster.is_up(id));
+      for (NodeId other = 1; other <= n; ++other) {
+        CAPTURE(id, other);
+        const auto m = c[id].member(other);
+        REQUIRE(m);
+        REQUIRE(m->status == MemberStatus::alive);
+        REQUIRE(c[id].get(other, "name") == bytes("node" + std::to_string(other)));
+      }
     }
   }
 }
