@@ -332,82 +332,43 @@ constexpr auto settle_bound = 500ms + 2 * (200ms + 500ms) + 50ms;
 }  // namespace
 
 TEST_CASE(
-    "bully on the simulator: with crashes, at most one leader per epoch at every step, "
-    "then the highest id leads",
+    "bully on the simulator: with crashes, at most one leader per epoch at every step, then the "
+    "highest id leads",
     "[bully][sim]") {
   const std::uint64_t seeds = election_test::seeds(30);
-  std::chrono::nanoseconds worst{};
-  std::uint64_t claims_seen = 0;
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    const auto during = election_test::check_until_heal(w, nemesis, true);
-    election_test::check_clean(during, seed);
-    claims_seen += during.epochs_led;
-    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
-    election_test::check_clean(after, seed);
-    worst = std::max(worst, after.settled);
-  }
-  CHECK(claims_seen > seeds);  // crashes did force takeovers: the check saw several epochs
-  std::cout << "bully, crashes: " << seeds << " seeds, " << claims_seen
-            << " epochs led, settled at worst " << worst / 1ms << " ms after the heal (bound "
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      seeds, factory(5), election_test::crash_faults(), true, settle_bound);
+  CHECK(s.epochs_led > seeds);  // crashes did force takeovers: the check saw several epochs
+  std::cout << "bully, crashes: " << seeds << " seeds, " << s.epochs_led
+            << " epochs led, settled at worst " << s.worst / 1ms << " ms after the heal (bound "
             << settle_bound / 1ms << " ms)\n";
 }
 
 TEST_CASE(
-    "bully on the simulator: with every fault, epochs never go back, and after the heal "
-    "the highest id leads within the bound",
+    "bully on the simulator: with every fault, epochs never go back, and after the heal the "
+    "highest id leads within the bound",
     "[bully][sim]") {
   const std::uint64_t seeds = election_test::seeds(30);
-  std::chrono::nanoseconds worst{};
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::all_faults());
-    const auto during = election_test::check_until_heal(w, nemesis, false);
-    election_test::check_clean(during, seed);
-    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
-    election_test::check_clean(after, seed);
-    worst = std::max(worst, after.settled);
-  }
-  std::cout << "bully, every fault: " << seeds << " seeds, settled at worst " << worst / 1ms
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      seeds, factory(5), election_test::all_faults(), false, settle_bound);
+  std::cout << "bully, every fault: " << seeds << " seeds, settled at worst " << s.worst / 1ms
             << " ms after the heal (bound " << settle_bound / 1ms << " ms)\n";
 }
 
 TEST_CASE("bully on the simulator: a partition elects one leader per side; the heal leaves one",
           "[bully][sim]") {
   World w(7, 5, factory(5));
-  w.sim.run_for(2s);
-  w.each([](NodeId, SimNode& n) { REQUIRE(n.leader() == NodeId{5}); });
-  w.net.partition({{1, 2}, {3, 4, 5}});
-  w.sim.run_for(2s);
-  std::vector<NodeId> leaders;
-  w.each([&](NodeId id, SimNode& n) {
-    if (n.is_leader()) leaders.push_back(id);
-    CHECK(n.leader() == (id <= 2 ? NodeId{2} : NodeId{5}));
-  });
-  CHECK(leaders == std::vector<NodeId>{2, 5});
-  w.net.heal();
-  w.sim.run_for(1s);
-  leaders.clear();
-  w.each([&](NodeId id, SimNode& n) {
-    if (n.is_leader()) leaders.push_back(id);
-    CHECK(n.leader() == NodeId{5});
-  });
-  CHECK(leaders == std::vector<NodeId>{5});
+  election_test::check_partition_sides(w, 2s, 2s, 1s);
 }
 
 TEST_CASE("bully on the simulator: the per-epoch check catches a node that ignores answers",
           "[bully][sim]") {
   // With unsafe_ignore_answers a lower node declares itself though a higher one answered: two
-  // nodes then lead the same epoch. The check above must see it on some seed.
-  std::uint64_t caught = 0;
-  const std::uint64_t seeds = 10;
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5, {.unsafe_ignore_answers = true}));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    caught += election_test::check_until_heal(w, nemesis, true).violation.empty() ? 0 : 1;
-  }
-  std::cout << "bully, answers ignored: two leaders of one epoch on " << caught << " of " << seeds
-            << " seeds\n";
-  CHECK(caught > 0);
+  // nodes then lead the same epoch, and the check must see it.
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      10, factory(5, {.unsafe_ignore_answers = true}), election_test::crash_faults(), true,
+      settle_bound, /*expect_violations=*/true);
+  std::cout << "bully, answers ignored: two leaders of one epoch on " << s.violating
+            << " of 10 seeds\n";
+  CHECK(s.violating > 0);
 }

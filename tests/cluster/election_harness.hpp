@@ -185,4 +185,63 @@ Verdict check_settled(W& w, Nemesis& nemesis, pods::NodeId highest,
   return v;
 }
 
+// Totals over many seeded runs.
+struct Summary {
+  std::size_t epochs_led = 0;        // summed over the runs
+  std::chrono::nanoseconds worst{};  // the slowest settling after the heal
+  std::uint64_t violating = 0;       // runs in which some check failed
+};
+
+// Runs seeds 1..seeds of a 5-node World<N, M> built by `factory` under `faults`: checks every
+// step to the heal (per-epoch uniqueness when `unique_per_epoch`) and every step after it
+// (settled on node 5 by `bound`). Each violation fails the test case unless `expect_violations`
+// (for a deliberately broken rule), when they are only counted.
+template <class N, class M>
+Summary check_runs(std::uint64_t seeds, const typename World<N, M>::Cluster::Factory& factory,
+                   const pods::sim::NemesisOptions& faults, bool unique_per_epoch,
+                   std::chrono::nanoseconds bound, bool expect_violations = false) {
+  Summary total;
+  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
+    World<N, M> w(seed, 5, factory);
+    pods::sim::Nemesis nemesis(w.cluster, faults);
+    const Verdict during = check_until_heal(w, nemesis, unique_per_epoch);
+    if (expect_violations) {
+      total.violating += during.violation.empty() ? 0 : 1;
+      continue;
+    }
+    check_clean(during, seed);
+    const Verdict after = check_settled(w, nemesis, 5, bound);
+    check_clean(after, seed);
+    total.epochs_led += during.epochs_led;
+    total.worst = std::max(total.worst, after.settled);
+    total.violating += during.violation.empty() && after.violation.empty() ? 0 : 1;
+  }
+  return total;
+}
+
+// Partitions a settled 5-node cluster whose leader is 5 into {1, 2} | {3, 4, 5}: checks that
+// each side follows its own highest id (2 and 5), then that the heal leaves 5 alone.
+template <class W>
+void check_partition_sides(W& w, std::chrono::nanoseconds settle, std::chrono::nanoseconds split,
+                           std::chrono::nanoseconds heal) {
+  w.sim.run_for(settle);
+  w.each([](pods::NodeId, auto& n) { REQUIRE(n.leader() == pods::NodeId{5}); });
+  w.net.partition({{1, 2}, {3, 4, 5}});
+  w.sim.run_for(split);
+  std::vector<pods::NodeId> leaders;
+  w.each([&](pods::NodeId id, auto& n) {
+    if (n.is_leader()) leaders.push_back(id);
+    CHECK(n.leader() == (id <= 2 ? pods::NodeId{2} : pods::NodeId{5}));
+  });
+  CHECK(leaders == std::vector<pods::NodeId>{2, 5});
+  w.net.heal();
+  w.sim.run_for(heal);
+  leaders.clear();
+  w.each([&](pods::NodeId id, auto& n) {
+    if (n.is_leader()) leaders.push_back(id);
+    CHECK(n.leader() == pods::NodeId{5});
+  });
+  CHECK(leaders == std::vector<pods::NodeId>{5});
+}
+
 }  // namespace election_test

@@ -330,21 +330,12 @@ TEST_CASE(
     "highest id leads",
     "[ring][sim]") {
   const std::uint64_t seeds = election_test::seeds(30);
-  std::chrono::nanoseconds worst{};
-  std::uint64_t led = 0;
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    const auto during = election_test::check_until_heal(w, nemesis, true);
-    election_test::check_clean(during, seed);
-    led += during.epochs_led;
-    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
-    election_test::check_clean(after, seed);
-    worst = std::max(worst, after.settled);
-  }
-  CHECK(led > seeds);  // crashes did force takeovers
-  std::cout << "ring, crashes: " << seeds << " seeds, " << led << " epochs led, settled at worst "
-            << worst / 1ms << " ms after the heal (bound " << settle_bound / 1ms << " ms)\n";
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      seeds, factory(5), election_test::crash_faults(), true, settle_bound);
+  CHECK(s.epochs_led > seeds);  // crashes did force takeovers
+  std::cout << "ring, crashes: " << seeds << " seeds, " << s.epochs_led
+            << " epochs led, settled at worst " << s.worst / 1ms << " ms after the heal (bound "
+            << settle_bound / 1ms << " ms)\n";
 }
 
 TEST_CASE(
@@ -352,57 +343,27 @@ TEST_CASE(
     "highest id leads within the bound",
     "[ring][sim]") {
   const std::uint64_t seeds = election_test::seeds(30);
-  std::chrono::nanoseconds worst{};
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::all_faults());
-    const auto during = election_test::check_until_heal(w, nemesis, false);
-    election_test::check_clean(during, seed);
-    const auto after = election_test::check_settled(w, nemesis, 5, settle_bound);
-    election_test::check_clean(after, seed);
-    worst = std::max(worst, after.settled);
-  }
-  std::cout << "ring, every fault: " << seeds << " seeds, settled at worst " << worst / 1ms
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      seeds, factory(5), election_test::all_faults(), false, settle_bound);
+  std::cout << "ring, every fault: " << seeds << " seeds, settled at worst " << s.worst / 1ms
             << " ms after the heal (bound " << settle_bound / 1ms << " ms)\n";
 }
 
 TEST_CASE(
-    "ring on the simulator: a partition elects one leader per side (the ring skips the "
-    "other side); the heal leaves one",
+    "ring on the simulator: a partition elects one leader per side (the ring skips the other "
+    "side); the heal leaves one",
     "[ring][sim]") {
   World w(7, 5, factory(5));
-  w.sim.run_for(3s);
-  w.each([](NodeId, SimNode& n) { REQUIRE(n.leader() == NodeId{5}); });
-  w.net.partition({{1, 2}, {3, 4, 5}});
-  w.sim.run_for(4s);
-  std::vector<NodeId> leaders;
-  w.each([&](NodeId id, SimNode& n) {
-    if (n.is_leader()) leaders.push_back(id);
-    CHECK(n.leader() == (id <= 2 ? NodeId{2} : NodeId{5}));
-  });
-  CHECK(leaders == std::vector<NodeId>{2, 5});
-  w.net.heal();
-  w.sim.run_for(2s);
-  leaders.clear();
-  w.each([&](NodeId id, SimNode& n) {
-    if (n.is_leader()) leaders.push_back(id);
-    CHECK(n.leader() == NodeId{5});
-  });
-  CHECK(leaders == std::vector<NodeId>{5});
+  election_test::check_partition_sides(w, 3s, 4s, 2s);
 }
 
 TEST_CASE(
-    "ring on the simulator: the per-epoch check catches nodes that forward smaller "
-    "candidates",
+    "ring on the simulator: the per-epoch check catches nodes that forward smaller candidates",
     "[ring][sim]") {
-  std::uint64_t caught = 0;
-  const std::uint64_t seeds = 10;
-  for (std::uint64_t seed = 1; seed <= seeds; ++seed) {
-    World w(seed, 5, factory(5, {.unsafe_forward_smaller = true}));
-    pods::sim::Nemesis nemesis(w.cluster, election_test::crash_faults());
-    caught += election_test::check_until_heal(w, nemesis, true).violation.empty() ? 0 : 1;
-  }
-  std::cout << "ring, smaller candidates forwarded: two leaders of one epoch on " << caught
-            << " of " << seeds << " seeds\n";
-  CHECK(caught > 0);
+  const auto s = election_test::check_runs<SimNode, Msg>(
+      10, factory(5, {.unsafe_forward_smaller = true}), election_test::crash_faults(), true,
+      settle_bound, /*expect_violations=*/true);
+  std::cout << "ring, smaller candidates forwarded: two leaders of one epoch on " << s.violating
+            << " of 10 seeds\n";
+  CHECK(s.violating > 0);
 }
