@@ -51,7 +51,8 @@
 //                payload (the key's inner and outer pads are hashed once per peer and kept);
 //                one allocation for the encoded payload. Wire overhead: 69 bytes (version,
 //                sender, receiver, incarnation, counter, length, 32-byte MAC). The replay
-//                window costs replay_window / 8 bytes per peer heard from.
+//                window costs replay_window / 8 bytes per keyed peer sent to or heard from;
+//                nothing is kept for a node without a key.
 // Example:
 //   pods::Outbox<pods::net::AuthenticatedLinkMessage> wire;
 //   pods::net::LinkKey cluster_key{};          // in production: 32 random bytes, kept secret
@@ -283,11 +284,12 @@ class AuthenticatedLink {
   // payload; what the codec or the inner transport throws propagates.
   void send(NodeId to, M message) {
     State& s = *s_;
-    Peer& p = peer(to);
-    if (!p.keyed) {
+    Peer* found = peer(to);
+    if (found == nullptr) {
       throw std::invalid_argument("AuthenticatedLink::send: no key for node " + std::to_string(to) +
                                   " (to)");
     }
+    Peer& p = *found;
     Wire w;
     w.sender = s.self;
     w.receiver = to;
@@ -304,11 +306,12 @@ class AuthenticatedLink {
   // counts it otherwise. Allocates the decoded message.
   void receive(NodeId from, Wire message) {
     State& s = *s_;
-    Peer& p = peer(from);
-    if (!p.keyed) {
-      ++s.stats.unknown_peer;
+    Peer* found = peer(from);
+    if (found == nullptr) {
+      ++s.stats.unknown_peer;  // and nothing is kept for it
       return;
     }
+    Peer& p = *found;
     if (message.sender != from || message.receiver != s.self) {
       ++s.stats.misaddressed;
       return;
@@ -340,7 +343,6 @@ class AuthenticatedLink {
 
  private:
   struct Peer {
-    bool keyed = false;
     crypto_auth_hmacsha256_state keyed_state{};  // after the key's pads: copied per message
     std::uint64_t next_counter = 1;
     std::optional<std::uint64_t> incarnation;  // the peer's latest, from authentic messages
@@ -365,19 +367,18 @@ class AuthenticatedLink {
     AuthenticatedLinkStats stats;
   };
 
-  Peer& peer(NodeId id) {
+  // Returns the record of `id`, made (and its key's HMAC state computed) on first use, or
+  // nullptr when there is no key for it.
+  Peer* peer(NodeId id) {
     State& s = *s_;
-    std::unique_ptr<Peer>& p = s.peers[id];
-    if (!p) {
-      p = std::make_unique<Peer>();
-      if (std::optional<LinkKey> key = s.keys.find(s.self, id)) {
-        crypto_auth_hmacsha256_init(&p->keyed_state, detail::uchars(key->data()), key->size());
-        sodium_memzero(key->data(), key->size());
-        p->keyed = true;
-      }
-      p->seen.assign(s.options.replay_window / 64, 0);
-    }
-    return *p;
+    if (auto it = s.peers.find(id); it != s.peers.end()) return it->second.get();
+    std::optional<LinkKey> key = s.keys.find(s.self, id);
+    if (!key) return nullptr;
+    auto p = std::make_unique<Peer>();
+    crypto_auth_hmacsha256_init(&p->keyed_state, detail::uchars(key->data()), key->size());
+    sodium_memzero(key->data(), key->size());
+    p->seen.assign(s.options.replay_window / 64, 0);
+    return s.peers.emplace(id, std::move(p)).first->second.get();
   }
 
   // Returns the HMAC-SHA256 of the message's header (version, sender, receiver, incarnation,

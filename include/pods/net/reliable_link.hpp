@@ -48,7 +48,9 @@
 //                message no correct peer sends (an acknowledgement of a number never sent, a
 //                data number of 0) is dropped and counted in stats().malformed. The wire codec
 //                throws pods::CorruptionError("reliable link message", offset, reason). What
-//                the handler or the inner transport throws propagates.
+//                the inner transport throws propagates; so does what the handler throws, and
+//                the messages after it in the same receive() are then lost (they were
+//                acknowledged): a handler should not throw.
 // Cost:          Per message: one copy kept for retransmission (one allocation of a deque
 //                block per few messages) and one ack back. Wire overhead: 30 bytes of data
 //                header (version, kind, incarnation, number, base, payload length) and a
