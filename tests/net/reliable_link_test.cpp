@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <string>
+#include <tuple>
 #include <variant>
 #include <vector>
 
@@ -373,6 +375,22 @@ struct WorldOptions {
   std::uint64_t quota = 60;  // messages each incarnation sends to each peer
   bool nemesis = false;
   bool break_duplicates = false;
+  bool break_retransmission = false;
+};
+
+// The node's endpoint, which can break the stubborn half of the link for a test: with `drop`
+// it lets only the first transmission of each data message through.
+struct Wrapped {
+  void send(NodeId to, SimWire m) {
+    if (const auto* d = std::get_if<ReliableData<Numbered>>(&m); d != nullptr && drop) {
+      if (!seen->insert({to, d->incarnation, d->seq}).second) return;
+    }
+    inner.send(to, std::move(m));
+  }
+  Endpoint inner;
+  bool drop = false;
+  std::shared_ptr<std::set<std::tuple<NodeId, std::uint64_t, std::uint64_t>>> seen =
+      std::make_shared<std::set<std::tuple<NodeId, std::uint64_t, std::uint64_t>>>();
 };
 
 // A node: its link, and a sender of numbered messages to every peer, a few per tick.
@@ -383,7 +401,7 @@ struct LinkNode {
         peers(std::move(peers)),
         checker(checker),
         quota(wo.quota),
-        link(ctx.endpoint, ctx.clock,
+        link(Wrapped{ctx.endpoint, wo.break_retransmission}, ctx.clock,
              {.incarnation = ctx.incarnation,
               .window = 16,
               .capacity = 32,
@@ -408,7 +426,7 @@ struct LinkNode {
   LinkChecker& checker;
   std::uint64_t quota;
   std::map<NodeId, std::uint64_t> count;
-  ReliableLink<Numbered, Endpoint, pods::sim::NodeClock> link;
+  ReliableLink<Numbered, Wrapped, pods::sim::NodeClock> link;
 };
 
 }  // namespace
@@ -545,4 +563,15 @@ TEST_CASE("ReliableLink: the checker catches a link that delivers duplicates",
     }
   }
   CHECK(caught == 5);
+}
+
+TEST_CASE("ReliableLink: the checks catch a link that does not retransmit",
+          "[net][reliable_link][sim]") {
+  for (std::uint64_t seed = 1; seed <= 5; ++seed) {
+    World w(seed, {.break_retransmission = true});
+    const bool settled = w.sim.run_until([&] { return w.settled(); }, 60s);
+    INFO(report(w, seed));
+    CHECK_FALSE(settled);
+    CHECK(w.missing() > 0);  // lost on the first try, never sent again: never delivered
+  }
 }
