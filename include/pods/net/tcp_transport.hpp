@@ -55,9 +55,10 @@
 //                message in steady state (queues and the read buffer keep their capacity).
 // Example:
 //   pods::net::TcpTransport<std::string, pods::StringCodec> a(1), b(2);
-//   b.on_receive([](pods::NodeId from, std::string m) { std::printf("%llu: %s\n", (unsigned long
-//   long)from, m.c_str()); }); a.set_peer(2, "127.0.0.1", b.local_port());   // 1 < 2: node 1 dials
-//   node 2 b.set_peer(1, "127.0.0.1", a.local_port());   // node 2 accepts node 1 a.start();
+//   b.on_receive([](pods::NodeId, std::string m) { std::puts(m.c_str()); });
+//   a.set_peer(2, "127.0.0.1", b.local_port());   // the lower id dials
+//   b.set_peer(1, "127.0.0.1", a.local_port());   // the higher id accepts
+//   a.start();
 //   b.start();
 //   if (!a.send(2, "hello")) std::puts("queue full");
 //   a.stop();
@@ -129,9 +130,8 @@ struct TcpStats {
   std::uint64_t handler_exceptions = 0;       // exceptions thrown by on_receive (caught)
   std::uint64_t queue_full = 0;               // sends refused with Errc::full
   std::uint64_t unknown_destination = 0;      // sends to an id set_peer never named
-  std::uint64_t dropped_in_flight =
-      0;  // in a batch whose write failed or stop() cut: some may have arrived
-  std::uint64_t dropped_on_stop = 0;  // messages still queued when stop() ran
+  std::uint64_t dropped_in_flight = 0;  // in a batch a failure or stop() cut (may have arrived)
+  std::uint64_t dropped_on_stop = 0;    // messages still queued when stop() ran
 
   friend bool operator==(const TcpStats&, const TcpStats&) = default;
 };
