@@ -5,8 +5,8 @@
 //                node comes or goes is slow and easy to get wrong.
 // Solution:      Order the members by when they joined and let the oldest one that is alive
 //                be the coordinator. Nobody votes: every node computes the same answer from
-//                the same membership list, so leadership emerges from the list itself (the
-//                scheme of Akka Cluster's leader and Hazelcast's master).
+//                the same membership list, so leadership emerges from the list itself (how
+//                Hazelcast picks its master, and where Akka places a cluster singleton).
 //                  - Joining: the founding node (options.bootstrap) starts the list with itself
 //                    at generation 1. Any other node sends JOIN to a seed (options.seeds, in
 //                    turn) and then to the coordinator named in the list it gets back; the
