@@ -753,6 +753,20 @@ TEST_CASE_METHOD(Rig, "LeaseHolder hands back a grant that answers no pending re
   CHECK(holder_out.empty());
 }
 
+TEST_CASE_METHOD(Rig, "LeaseHolder counts on no more than the ttl it asked for",
+                 "[lease][holder]") {
+  Holder holder(holder_out, clock, holder_options(10s, 100ms));
+  holder.acquire([](auto) {});
+  holder_out.clear();
+  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, 0s});  // malformed: ignored
+  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, -1s});
+  CHECK(holder.acquiring());
+  CHECK(holder.stats().ignored == 2);
+  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, std::chrono::nanoseconds::max()});
+  REQUIRE(holder.lease());
+  CHECK(holder.lease()->valid_until == at(10s - 100ms));
+}
+
 TEST_CASE("LeaseHolder rejects bad options with messages naming them", "[lease][holder]") {
   Clock clock;
   Outbox out;

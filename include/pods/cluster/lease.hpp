@@ -656,7 +656,8 @@ struct LeaseHolderStats {
   std::uint64_t lapsed = 0;     // leases that ran out on the holder's clock
   std::uint64_t lost = 0;       // leases the server refused to refresh
   std::uint64_t unwanted = 0;   // grants that answered no pending request (released at once)
-  std::uint64_t ignored = 0;    // replies for another name or an old request, and requests
+  std::uint64_t ignored = 0;    // replies for another name, an old request or a ttl <= 0,
+                                // and requests
 
   friend bool operator==(const LeaseHolderStats&, const LeaseHolderStats&) = default;
 };
@@ -841,7 +842,7 @@ class LeaseHolder {
   }
 
   void granted(const LeaseGranted& g) {
-    if (g.name != options_.name || g.request > next_request_) {
+    if (g.name != options_.name || g.request > next_request_ || g.ttl.count() <= 0) {
       ++stats_.ignored;
       return;
     }
@@ -887,8 +888,10 @@ class LeaseHolder {
     std::erase_if(pending_, [&](const Pending& p) { return p.request <= g.request; });
   }
 
-  static typename Clock::duration ttl_of(const LeaseGranted& g) {
-    return std::chrono::duration_cast<typename Clock::duration>(g.ttl);
+  // Returns the ttl to count on: the granted one, but never more than was asked for (a server
+  // that grants more is not trusted further, and a wild value cannot overflow the clock).
+  typename Clock::duration ttl_of(const LeaseGranted& g) const {
+    return std::chrono::duration_cast<typename Clock::duration>(std::min(g.ttl, options_.ttl));
   }
 
   // Refreshes at refresh_every, or sooner when the server granted a shorter ttl.
