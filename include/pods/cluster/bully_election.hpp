@@ -53,6 +53,7 @@
 //   for (auto& [to, m] : out.take()) {}   // COORDINATOR{1} to 1 and to 2
 #pragma once
 
+#include <pods/cluster/election_state.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
@@ -175,8 +176,8 @@ class BullyElection {
   // first timeout that is not positive.
   BullyElection(NodeId self, std::vector<NodeId> members, T transport, Clock clock = {},
                 BullyOptions options = {})
-      : self_(self),
-        members_(std::move(members)),
+      : state_("BullyElection", self, std::move(members)),
+        self_(self),
         transport_(std::move(transport)),
         clock_(std::move(clock)),
         options_(options) {
@@ -187,7 +188,7 @@ class BullyElection {
   // Handles one message from `from`. Sends through the transport; never throws except
   // std::bad_alloc from the transport. Drops and counts a message that breaks the protocol.
   void receive(NodeId from, const Message& m) {
-    if (from == self_ || !is_member(from)) {
+    if (from == self_ || !state_.is_member(from)) {
       ++dropped_;
       return;
     }
@@ -201,8 +202,8 @@ class BullyElection {
     if (now < deadline_) return;
     switch (role_) {
       case Role::listening:
-        if (heard_leader_ && heard_.second > self_ && heard_.first >= epoch_) {
-          follow(heard_.second, heard_.first, heard_at_ + options_.leader_timeout);
+        if (const auto heard = state_.heard_higher()) {
+          follow(heard->leader, heard->epoch, heard->at + options_.leader_timeout);
         } else {
           start_election();
         }
@@ -215,7 +216,7 @@ class BullyElection {
         become_leader();
         break;
       case Role::leader:
-        broadcast(bully::Coordinator{leader_epoch_});
+        broadcast(bully::Coordinator{state_.leader_epoch()});
         deadline_ = now + options_.heartbeat_interval;
         break;
     }
@@ -228,14 +229,15 @@ class BullyElection {
   // while listening.
   void start_election() {
     if (role_ == Role::listening && clock_.now() < deadline_) return;
-    election_epoch_ = ++epoch_;
-    const auto higher = std::upper_bound(members_.begin(), members_.end(), self_);
-    if (higher == members_.end()) {
+    election_epoch_ = state_.next_epoch();
+    const auto& members = state_.members();
+    const auto higher = std::upper_bound(members.begin(), members.end(), self_);
+    if (higher == members.end()) {
       become_leader();
       return;
     }
     role_ = Role::electing;
-    for (auto it = higher; it != members_.end(); ++it)
+    for (auto it = higher; it != members.end(); ++it)
       transport_.send(*it, Message(bully::Election{election_epoch_}));
     deadline_ = clock_.now() + options_.election_timeout;
   }
@@ -247,21 +249,21 @@ class BullyElection {
   // elects.
   std::optional<NodeId> leader() const noexcept {
     if (role_ == Role::leader) return self_;
-    if (role_ == Role::follower) return leader_;
+    if (role_ == Role::follower) return state_.leader_id();
     return std::nullopt;
   }
 
   // Returns the epoch of the leadership it believes in (its own when leading), 0 before any.
-  std::uint64_t leader_epoch() const noexcept { return leader_epoch_; }
+  std::uint64_t leader_epoch() const noexcept { return state_.leader_epoch(); }
 
   // Returns the highest epoch this node has seen or used.
-  std::uint64_t epoch() const noexcept { return epoch_; }
+  std::uint64_t epoch() const noexcept { return state_.epoch(); }
 
   Role role() const noexcept { return role_; }
   NodeId id() const noexcept { return self_; }
 
   // Returns the members, in ascending id order.
-  const std::vector<NodeId>& members() const noexcept { return members_; }
+  const std::vector<NodeId>& members() const noexcept { return state_.members(); }
 
   // Returns how many messages were dropped as breaking the protocol.
   std::uint64_t dropped() const noexcept { return dropped_; }
@@ -271,34 +273,13 @@ class BullyElection {
   std::uint64_t stale() const noexcept { return stale_; }
 
  private:
-  void validate() {
-    if (members_.empty()) throw std::invalid_argument("BullyElection: members must not be empty");
-    std::sort(members_.begin(), members_.end());
-    if (std::adjacent_find(members_.begin(), members_.end()) != members_.end()) {
-      throw std::invalid_argument("BullyElection: members must not contain a duplicate id");
-    }
-    if (!std::binary_search(members_.begin(), members_.end(), self_)) {
-      throw std::invalid_argument("BullyElection: members must contain self");
-    }
-    auto positive = [](std::chrono::nanoseconds d, const char* name) {
-      if (d.count() <= 0) {
-        std::string what = "BullyElection: ";
-        what += name;
-        what += " must be positive";
-        throw std::invalid_argument(what);
-      }
-    };
-    positive(options_.leader_timeout, "leader_timeout");
-    positive(options_.election_timeout, "election_timeout");
-    positive(options_.coordinator_timeout, "coordinator_timeout");
-    positive(options_.heartbeat_interval, "heartbeat_interval");
+  void validate() const {
+    using State = ElectionState<time_point>;
+    State::require_positive("BullyElection", "leader_timeout", options_.leader_timeout);
+    State::require_positive("BullyElection", "election_timeout", options_.election_timeout);
+    State::require_positive("BullyElection", "coordinator_timeout", options_.coordinator_timeout);
+    State::require_positive("BullyElection", "heartbeat_interval", options_.heartbeat_interval);
   }
-
-  bool is_member(NodeId id) const {
-    return std::binary_search(members_.begin(), members_.end(), id);
-  }
-
-  void observe(std::uint64_t e) noexcept { epoch_ = std::max(epoch_, e); }
 
   bool electing() const noexcept { return role_ == Role::electing || role_ == Role::awaiting; }
 
@@ -307,11 +288,11 @@ class BullyElection {
       ++dropped_;  // elections go only upwards
       return;
     }
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ == Role::listening) return;
     transport_.send(from, Message(bully::Answer{m.epoch}));
-    if (role_ == Role::leader && m.epoch <= leader_epoch_) {
-      transport_.send(from, Message(bully::Coordinator{leader_epoch_}));
+    if (role_ == Role::leader && m.epoch <= state_.leader_epoch()) {
+      transport_.send(from, Message(bully::Coordinator{state_.leader_epoch()}));
     } else if (!electing() || election_epoch_ < m.epoch) {
       start_election();
     }
@@ -322,7 +303,7 @@ class BullyElection {
       ++dropped_;  // only higher ids answer
       return;
     }
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ != Role::electing || m.epoch != election_epoch_) return;  // a late answer
     if (options_.unsafe_ignore_answers) return;
     role_ = Role::awaiting;
@@ -330,16 +311,12 @@ class BullyElection {
   }
 
   void on(NodeId from, const bully::Coordinator& m) {
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ == Role::listening) {
-      if (!heard_leader_ || std::pair(m.epoch, from) >= heard_) {
-        heard_leader_ = true;
-        heard_ = {m.epoch, from};
-        heard_at_ = clock_.now();
-      }
+      state_.hear(m.epoch, from, clock_.now());
       return;
     }
-    if (std::pair(m.epoch, from) < std::pair(leader_epoch_, leader_)) {
+    if (state_.older(m.epoch, from)) {
       ++stale_;
       return;
     }
@@ -354,38 +331,30 @@ class BullyElection {
 
   void follow(NodeId leader, std::uint64_t e, time_point until) {
     role_ = Role::follower;
-    leader_ = leader;
-    leader_epoch_ = e;
+    state_.follow(leader, e);
     deadline_ = until;
   }
 
   void become_leader() {
     role_ = Role::leader;
-    leader_ = self_;
-    leader_epoch_ = election_epoch_;
-    broadcast(bully::Coordinator{leader_epoch_});
+    state_.lead(election_epoch_);
+    broadcast(bully::Coordinator{election_epoch_});
     deadline_ = clock_.now() + options_.heartbeat_interval;
   }
 
   void broadcast(const bully::Coordinator& m) {
-    for (NodeId id : members_)
+    for (NodeId id : state_.members())
       if (id != self_) transport_.send(id, Message(m));
   }
 
+  ElectionState<time_point> state_;  // members, epochs, the leadership followed
   NodeId self_;
-  std::vector<NodeId> members_;
   T transport_;
   Clock clock_;
   BullyOptions options_;
   Role role_ = Role::listening;
   time_point deadline_{};
-  std::uint64_t epoch_ = 0;           // highest seen or used
   std::uint64_t election_epoch_ = 0;  // the epoch of this node's latest election
-  std::uint64_t leader_epoch_ = 0;    // the epoch of the leadership it follows or holds
-  NodeId leader_ = 0;
-  bool heard_leader_ = false;  // while listening: the greatest claim heard, and when
-  std::pair<std::uint64_t, NodeId> heard_{};
-  time_point heard_at_{};
   std::uint64_t dropped_ = 0;
   std::uint64_t stale_ = 0;
 };

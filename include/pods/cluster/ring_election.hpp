@@ -57,6 +57,7 @@
 // Example context: #include <pods/policy/clock.hpp>
 #pragma once
 
+#include <pods/cluster/election_state.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
@@ -218,21 +219,22 @@ class RingElection {
   // first timeout that is not positive.
   RingElection(NodeId self, std::vector<NodeId> members, T transport, Clock clock = {},
                RingOptions options = {})
-      : self_(self),
-        members_(std::move(members)),
+      : state_("RingElection", self, std::move(members)),
+        self_(self),
         transport_(std::move(transport)),
         clock_(std::move(clock)),
         options_(options) {
     validate();
-    position_ = static_cast<std::size_t>(std::lower_bound(members_.begin(), members_.end(), self_) -
-                                         members_.begin());
+    const auto& ids = state_.members();
+    position_ =
+        static_cast<std::size_t>(std::lower_bound(ids.begin(), ids.end(), self_) - ids.begin());
     deadline_ = clock_.now() + options_.leader_timeout;
   }
 
   // Handles one message from `from`: acknowledges a token (unless listening), then applies the
   // ring rules. Sends through the transport. Drops and counts a malformed message.
   void receive(NodeId from, const Message& m) {
-    if (from == self_ || !is_member(from)) {
+    if (from == self_ || !state_.is_member(from)) {
       ++dropped_;
       return;
     }
@@ -247,8 +249,8 @@ class RingElection {
     if (now < deadline_) return;
     switch (role_) {
       case Role::listening:
-        if (heard_leader_ && heard_.second > self_ && heard_.first >= epoch_) {
-          follow(heard_.second, heard_.first, heard_at_ + options_.leader_timeout);
+        if (const auto heard = state_.heard_higher()) {
+          follow(heard->leader, heard->epoch, heard->at + options_.leader_timeout);
         } else {
           start_election();
         }
@@ -275,7 +277,7 @@ class RingElection {
   // Starts an election now, in a new epoch. Does nothing while listening.
   void start_election() {
     if (role_ == Role::listening && clock_.now() < deadline_) return;
-    round_ = ++epoch_;
+    round_ = state_.next_epoch();
     participant_ = true;
     role_ = Role::electing;
     deadline_ = clock_.now() + options_.election_timeout;
@@ -288,19 +290,19 @@ class RingElection {
   // elects.
   std::optional<NodeId> leader() const noexcept {
     if (role_ == Role::leader) return self_;
-    if (role_ == Role::follower) return leader_;
+    if (role_ == Role::follower) return state_.leader_id();
     return std::nullopt;
   }
 
   // Returns the epoch of the leadership it believes in (its own when leading), 0 before any.
-  std::uint64_t leader_epoch() const noexcept { return leader_epoch_; }
+  std::uint64_t leader_epoch() const noexcept { return state_.leader_epoch(); }
 
   // Returns the highest epoch this node has seen or used.
-  std::uint64_t epoch() const noexcept { return epoch_; }
+  std::uint64_t epoch() const noexcept { return state_.epoch(); }
 
   Role role() const noexcept { return role_; }
   NodeId id() const noexcept { return self_; }
-  const std::vector<NodeId>& members() const noexcept { return members_; }
+  const std::vector<NodeId>& members() const noexcept { return state_.members(); }
 
   // Returns how many messages were dropped as malformed.
   std::uint64_t dropped() const noexcept { return dropped_; }
@@ -314,53 +316,28 @@ class RingElection {
  private:
   struct Pending {
     std::uint64_t hop;
-    std::size_t target;  // index into members_
+    std::size_t target;  // index into members()
     Message message;     // hop field as sent
     time_point deadline;
   };
 
-  void validate() {
-    if (members_.empty()) throw std::invalid_argument("RingElection: members must not be empty");
-    std::sort(members_.begin(), members_.end());
-    if (std::adjacent_find(members_.begin(), members_.end()) != members_.end()) {
-      throw std::invalid_argument("RingElection: members must not contain a duplicate id");
-    }
-    if (!std::binary_search(members_.begin(), members_.end(), self_)) {
-      throw std::invalid_argument("RingElection: members must contain self");
-    }
-    auto positive = [](std::chrono::nanoseconds d, const char* name) {
-      if (d.count() <= 0) {
-        std::string what = "RingElection: ";
-        what += name;
-        what += " must be positive";
-        throw std::invalid_argument(what);
-      }
-    };
-    positive(options_.leader_timeout, "leader_timeout");
-    positive(options_.hop_timeout, "hop_timeout");
-    positive(options_.election_timeout, "election_timeout");
-    positive(options_.heartbeat_interval, "heartbeat_interval");
-  }
-
-  bool is_member(NodeId id) const {
-    return std::binary_search(members_.begin(), members_.end(), id);
-  }
-
-  void observe(std::uint64_t e) noexcept { epoch_ = std::max(epoch_, e); }
-
-  bool older(std::uint64_t e, NodeId id) const noexcept {
-    return std::pair(e, id) < std::pair(leader_epoch_, leader_);
+  void validate() const {
+    using State = ElectionState<time_point>;
+    State::require_positive("RingElection", "leader_timeout", options_.leader_timeout);
+    State::require_positive("RingElection", "hop_timeout", options_.hop_timeout);
+    State::require_positive("RingElection", "election_timeout", options_.election_timeout);
+    State::require_positive("RingElection", "heartbeat_interval", options_.heartbeat_interval);
   }
 
   void on(NodeId from, const ring::Election& m) {
-    if (!is_member(m.candidate)) {
+    if (!state_.is_member(m.candidate)) {
       ++dropped_;
       return;
     }
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ == Role::listening) return;
     transport_.send(from, Message(ring::Ack{m.hop}));
-    if (m.epoch < round_ || m.epoch <= leader_epoch_) {
+    if (m.epoch < round_ || m.epoch <= state_.leader_epoch()) {
       ++stale_;
       return;
     }
@@ -383,19 +360,18 @@ class RingElection {
   }
 
   void on(NodeId from, const ring::Elected& m) {
-    if (!is_member(m.leader)) {
+    if (!state_.is_member(m.leader)) {
       ++dropped_;
       return;
     }
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ == Role::listening) {
-      hear(m.epoch, m.leader);
+      state_.hear(m.epoch, m.leader, clock_.now());
       return;
     }
     transport_.send(from, Message(ring::Ack{m.hop}));
     if (m.leader == self_) return;  // the announcement has gone round
-    if (older(m.epoch, m.leader) ||
-        std::pair(m.epoch, m.leader) == std::pair(leader_epoch_, leader_)) {
+    if (state_.older(m.epoch, m.leader) || state_.same(m.epoch, m.leader)) {
       ++stale_;
       return;
     }
@@ -405,32 +381,25 @@ class RingElection {
   }
 
   void on(NodeId from, const ring::Ack& m) {
-    std::erase_if(pending_,
-                  [&](const Pending& p) { return p.hop == m.hop && members_[p.target] == from; });
+    std::erase_if(pending_, [&](const Pending& p) {
+      return p.hop == m.hop && state_.members()[p.target] == from;
+    });
   }
 
   void on(NodeId from, const ring::Heartbeat& m) {
-    observe(m.epoch);
+    state_.observe(m.epoch);
     if (role_ == Role::listening) {
-      hear(m.epoch, from);
+      state_.hear(m.epoch, from, clock_.now());
       return;
     }
-    if (older(m.epoch, from)) {
+    if (state_.older(m.epoch, from)) {
       ++stale_;
       return;
     }
-    const bool newer = std::pair(m.epoch, from) != std::pair(leader_epoch_, leader_);
+    const bool newer = !state_.same(m.epoch, from);
     if (role_ == Role::electing && !newer) return;
     follow(from, m.epoch, clock_.now() + options_.leader_timeout);
     if (newer && from < self_) start_election();
-  }
-
-  void hear(std::uint64_t e, NodeId leader) {
-    if (!heard_leader_ || std::pair(e, leader) >= heard_) {
-      heard_leader_ = true;
-      heard_ = {e, leader};
-      heard_at_ = clock_.now();
-    }
   }
 
   void enter_election() {
@@ -441,28 +410,26 @@ class RingElection {
 
   void follow(NodeId leader, std::uint64_t e, time_point until) {
     role_ = Role::follower;
-    leader_ = leader;
-    leader_epoch_ = e;
+    state_.follow(leader, e);
     deadline_ = until;
   }
 
   void become_leader(std::uint64_t e) {
-    if (role_ == Role::leader && leader_epoch_ == e) return;  // a duplicated token
+    if (role_ == Role::leader && state_.leader_epoch() == e) return;  // a duplicated token
     role_ = Role::leader;
-    leader_ = self_;
-    leader_epoch_ = e;
+    state_.lead(e);
     forward(Message(ring::Elected{e, self_, 0}));
     broadcast_heartbeat();
     deadline_ = clock_.now() + options_.heartbeat_interval;
   }
 
   void broadcast_heartbeat() {
-    for (NodeId id : members_)
-      if (id != self_) transport_.send(id, Message(ring::Heartbeat{leader_epoch_}));
+    for (NodeId id : state_.members())
+      if (id != self_) transport_.send(id, Message(ring::Heartbeat{state_.leader_epoch()}));
   }
 
   // Sends a token to the successor, recording it until acknowledged.
-  void forward(Message m) { send_to((position_ + 1) % members_.size(), std::move(m)); }
+  void forward(Message m) { send_to((position_ + 1) % state_.members().size(), std::move(m)); }
 
   void send_to(std::size_t target, Message m) {
     if (target == position_) {
@@ -475,14 +442,14 @@ class RingElection {
           if constexpr (requires { x.hop; }) x.hop = hop;
         },
         m);
-    transport_.send(members_[target], m);
+    transport_.send(state_.members()[target], m);
     pending_.push_back(Pending{hop, target, std::move(m), clock_.now() + options_.hop_timeout});
   }
 
   // Every other member was skipped: the token is back at its sender.
   void arrived_home(const Message& m) {
     if (const auto* e = std::get_if<ring::Election>(&m)) {
-      if (e->epoch == round_ && e->epoch > leader_epoch_) become_leader(e->epoch);
+      if (e->epoch == round_ && e->epoch > state_.leader_epoch()) become_leader(e->epoch);
     }
   }
 
@@ -495,26 +462,20 @@ class RingElection {
     });
     for (Pending& p : due) {
       ++skipped_;
-      send_to((p.target + 1) % members_.size(), std::move(p.message));
+      send_to((p.target + 1) % state_.members().size(), std::move(p.message));
     }
   }
 
+  ElectionState<time_point> state_;  // members, epochs, the leadership followed
   NodeId self_;
-  std::vector<NodeId> members_;
   T transport_;
   Clock clock_;
   RingOptions options_;
   std::size_t position_ = 0;
   Role role_ = Role::listening;
   time_point deadline_{};
-  std::uint64_t epoch_ = 0;         // highest seen or used
-  std::uint64_t round_ = 0;         // the epoch of the election it takes part in
-  bool participant_ = false;        // it has sent a token with a candidate >= itself in round_
-  std::uint64_t leader_epoch_ = 0;  // the epoch of the leadership it follows or holds
-  NodeId leader_ = 0;
-  bool heard_leader_ = false;  // while listening: the greatest claim heard, and when
-  std::pair<std::uint64_t, NodeId> heard_{};
-  time_point heard_at_{};
+  std::uint64_t round_ = 0;   // the epoch of the election it takes part in
+  bool participant_ = false;  // it has sent a token with a candidate >= itself in round_
   std::uint64_t hops_ = 0;
   std::vector<Pending> pending_;
   std::uint64_t dropped_ = 0;
