@@ -42,8 +42,8 @@
 //                  most max_incoming_digests, and sends at most 3 * fanout +
 //                  3 * max_incoming_digests Digest and Sync messages (a hard budget: past
 //                  it, nothing more is sent and stats().busy counts it). Each probe interval
-//                  it sends one Ping and at most indirect_checks PingReqs, and it answers
-//                  every Ping with one Ack.
+//                  it starts one Ping and at most indirect_checks PingReqs; beyond that it
+//                  sends one Ack per Ping and one Ping (then one Ack) per PingReq it relays.
 //                - A key/value, once put, reaches every live member that gossips with the
 //                  rest (with probability 1 as rounds go on); a later put of the same key
 //                  wins everywhere (versions per owner only grow).
@@ -545,6 +545,7 @@ class GossipDissemination {
     MemberStatus status = MemberStatus::alive;
     std::uint8_t budget = 0;  // sends left while hot
   };
+  static_assert(sizeof(Entry) <= 32, "a member entry is 32 bytes");
   enum class TimerKind : std::uint8_t { suspicion, reap };
   struct Timer {
     NodeId node;
