@@ -431,3 +431,14 @@ TEST_CASE("emergent on the simulator: the check catches a restarted node claimin
             << " of 10 seeds\n";
   CHECK(violating > 0);
 }
+
+TEST_CASE(
+    "emergent on the simulator: under every fault two nodes do coordinate at once (the "
+    "documented limit)",
+    "[emergent][sim]") {
+  const auto [worst, violating] =
+      check_runs(10, election_test::all_faults(), true, /*unsafe=*/false, /*expect=*/true);
+  std::cout << "emergent leader, every fault: two coordinators at once on " << violating
+            << " of 10 seeds\n";
+  CHECK(violating > 0);
+}

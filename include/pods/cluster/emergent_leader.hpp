@@ -46,7 +46,7 @@
 // Cost:          tick(): n - 1 sends of the list (n entries of 24 bytes each); receive(): a
 //                check and a merge in O(n^2) for n entries (lists of tens of members), and one
 //                detector update; coordinator() and members(): O(n) detector queries.
-//                members() allocates its result.
+//                members() allocates its result. One detector is kept per distinct sender id.
 // Example:
 //   pods::Outbox<pods::emergent::Message> out;
 //   pods::ManualClock clock;
