@@ -2,6 +2,7 @@
 // this one costs the compile time of all of them.
 #pragma once
 
+#include <pods/cluster.hpp>
 #include <pods/messaging.hpp>
 #include <pods/policy.hpp>
 #include <pods/sim.hpp>
