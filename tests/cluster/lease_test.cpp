@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -34,6 +35,22 @@ using Holder = pods::LeaseHolder<Outbox, Clock>;
 using Table = pods::LeaseTable<Clock>;
 
 constexpr NodeId server_id = 1;
+
+// Returns the parts appended into one string (integers in decimal). Builds by appending:
+// g++ 12 -O3 warns falsely (-Wrestrict) on "literal" + std::string.
+template <class... Parts>
+std::string cat(const Parts&... parts) {
+  std::string out;
+  auto add = [&out](const auto& part) {
+    if constexpr (std::is_integral_v<std::decay_t<decltype(part)>>) {
+      out += std::to_string(part);
+    } else {
+      out += part;
+    }
+  };
+  (add(parts), ...);
+  return out;
+}
 
 Clock::time_point at(std::chrono::nanoseconds t) {
   return Clock::time_point(t);
@@ -104,10 +121,10 @@ struct Rig {
 
 TEST_CASE("LeaseMessageCodec round-trips every message", "[lease][codec]") {
   const std::vector<pods::LeaseMessage> messages = {
-      pods::LeaseAcquire{1, "orders", 10s},
-      pods::LeaseAcquire{~0ULL, "", -5ns},
-      pods::LeaseRefresh{7, "a/b", 42},
-      pods::LeaseRelease{8, "x", ~0ULL},
+      pods::LeaseAcquire{1, 5, "orders", 10s},
+      pods::LeaseAcquire{~0ULL, ~0ULL, "", -5ns},
+      pods::LeaseRefresh{7, 6, "a/b", 42},
+      pods::LeaseRelease{8, 0, "x", ~0ULL},
       pods::LeaseGranted{9, "orders", 3, 250ms},
       pods::LeaseRefused{10, "orders", pods::LeaseRefusal::held, 3s},
       pods::LeaseRefused{11, "n", pods::LeaseRefusal::stale, 0ns},
@@ -125,9 +142,10 @@ TEST_CASE("LeaseMessageCodec round-trips every message", "[lease][codec]") {
 
 TEST_CASE("LeaseMessageCodec pins its byte layout", "[lease][codec]") {
   pods::Buffer bytes;
-  pods::LeaseMessageCodec{}.encode(pods::LeaseRefresh{0x0102, "ab", 0x05}, bytes);
+  pods::LeaseMessageCodec{}.encode(pods::LeaseRefresh{0x0102, 0x03, "ab", 0x05}, bytes);
   const std::vector<int> expected = {1, 1,                         // version, tag
                                      2, 1, 0, 0, 0,   0,   0, 0,   // request
+                                     3, 0, 0, 0, 0,   0,   0, 0,   // session
                                      2, 0, 0, 0, 'a', 'b',         // name
                                      5, 0, 0, 0, 0,   0,   0, 0};  // token
   REQUIRE(bytes.size() == expected.size());
@@ -378,11 +396,11 @@ TEST_CASE("LeaseServer grants, refuses while held, and grants again after expiry
   Clock clock;
   Outbox out;
   Server server(out, clock, pods::MemoryStorage{});
-  server.receive(2, pods::LeaseAcquire{1, "orders", 10s});
+  server.receive(2, pods::LeaseAcquire{1, 0, "orders", 10s});
   CHECK(only<pods::LeaseGranted>(out) == pods::LeaseGranted{1, "orders", 1, 10s});
   CHECK(out.take().front().to == 2);
   clock.advance(4s);
-  server.receive(3, pods::LeaseAcquire{1, "orders", 10s});
+  server.receive(3, pods::LeaseAcquire{1, 0, "orders", 10s});
   CHECK(only<pods::LeaseRefused>(out) ==
         pods::LeaseRefused{1, "orders", pods::LeaseRefusal::held, 6s});
   out.clear();
@@ -390,7 +408,7 @@ TEST_CASE("LeaseServer grants, refuses while held, and grants again after expiry
   clock.advance(6s);
   server.tick();
   CHECK(server.stats().expired == 1);
-  server.receive(3, pods::LeaseAcquire{2, "orders", 10s});
+  server.receive(3, pods::LeaseAcquire{2, 0, "orders", 10s});
   CHECK(only<pods::LeaseGranted>(out).token == 2);
   CHECK(server.stats().granted == 2);
   CHECK(server.stats().refused == 1);
@@ -400,14 +418,14 @@ TEST_CASE("LeaseServer refreshes the holder's lease and refuses a stale one", "[
   Clock clock;
   Outbox out;
   Server server(out, clock, pods::MemoryStorage{});
-  server.receive(2, pods::LeaseAcquire{1, "orders", 10s});
+  server.receive(2, pods::LeaseAcquire{1, 0, "orders", 10s});
   out.clear();
   clock.advance(5s);
-  server.receive(2, pods::LeaseRefresh{2, "orders", 1});
+  server.receive(2, pods::LeaseRefresh{2, 0, "orders", 1});
   CHECK(only<pods::LeaseGranted>(out) == pods::LeaseGranted{2, "orders", 1, 10s});
   out.clear();
   CHECK(server.table().find("orders", clock.now())->expires_at == at(15s));
-  server.receive(2, pods::LeaseRefresh{3, "orders", 99});
+  server.receive(2, pods::LeaseRefresh{3, 0, "orders", 99});
   CHECK(only<pods::LeaseRefused>(out) ==
         pods::LeaseRefused{3, "orders", pods::LeaseRefusal::stale, 0s});
 }
@@ -416,11 +434,11 @@ TEST_CASE("LeaseServer applies a release from the holder only", "[lease][server]
   Clock clock;
   Outbox out;
   Server server(out, clock, pods::MemoryStorage{});
-  server.receive(2, pods::LeaseAcquire{1, "orders", 10s});
+  server.receive(2, pods::LeaseAcquire{1, 0, "orders", 10s});
   out.clear();
-  server.receive(3, pods::LeaseRelease{1, "orders", 1});  // not the holder
+  server.receive(3, pods::LeaseRelease{1, 0, "orders", 1});  // not the holder
   CHECK(server.table().find("orders", clock.now()));
-  server.receive(2, pods::LeaseRelease{2, "orders", 1});
+  server.receive(2, pods::LeaseRelease{2, 0, "orders", 1});
   CHECK_FALSE(server.table().find("orders", clock.now()));
   CHECK(server.stats().released == 1);
   CHECK(out.empty());  // releases are not answered
@@ -430,8 +448,8 @@ TEST_CASE("LeaseServer clamps the asked ttl to [min_ttl, max_ttl]", "[lease][ser
   Clock clock;
   Outbox out;
   Server server(out, clock, pods::MemoryStorage{}, {.min_ttl = 1s, .max_ttl = 20s});
-  server.receive(2, pods::LeaseAcquire{1, "a", 1ms});
-  server.receive(2, pods::LeaseAcquire{2, "b", 1h});
+  server.receive(2, pods::LeaseAcquire{1, 0, "a", 1ms});
+  server.receive(2, pods::LeaseAcquire{2, 0, "b", 1h});
   auto sent = out.take();
   REQUIRE(sent.size() == 2);
   CHECK(std::get<pods::LeaseGranted>(sent[0].message).ttl == 1s);
@@ -442,10 +460,10 @@ TEST_CASE("LeaseServer drops and counts malformed messages", "[lease][server]") 
   Clock clock;
   Outbox out;
   Server server(out, clock, pods::MemoryStorage{});
-  server.receive(2, pods::LeaseAcquire{1, "", 1s});
-  server.receive(2, pods::LeaseAcquire{2, "a", 0s});
-  server.receive(2, pods::LeaseAcquire{3, "a", -1s});
-  server.receive(2, pods::LeaseRefresh{4, "", 1});
+  server.receive(2, pods::LeaseAcquire{1, 0, "", 1s});
+  server.receive(2, pods::LeaseAcquire{2, 0, "a", 0s});
+  server.receive(2, pods::LeaseAcquire{3, 0, "a", -1s});
+  server.receive(2, pods::LeaseRefresh{4, 0, "", 1});
   server.receive(2, pods::LeaseGranted{5, "a", 1, 1s});
   server.receive(2, pods::LeaseRefused{6, "a", pods::LeaseRefusal::held, 1s});
   CHECK(out.empty());
@@ -462,7 +480,7 @@ TEST_CASE("LeaseServer keeps tokens growing across restarts and waits out a grac
   {
     Server server(out, clock, storage, {.max_ttl = 30s, .token_block = 4});
     for (std::uint64_t i = 1; i <= 6; ++i) {  // six grants: two reservations of 4
-      server.receive(2, pods::LeaseAcquire{i, "n" + std::to_string(i), 10s});
+      server.receive(2, pods::LeaseAcquire{i, 0, cat("n", i), 10s});
     }
     before = server.table().last_token();
     CHECK(before == 6);
@@ -473,14 +491,14 @@ TEST_CASE("LeaseServer keeps tokens growing across restarts and waits out a grac
   Server server(out, clock, storage, {.max_ttl = 30s, .token_block = 4});
   CHECK(server.recovering());
   CHECK(server.next_deadline() == at(30s));
-  server.receive(3, pods::LeaseAcquire{1, "n1", 10s});
+  server.receive(3, pods::LeaseAcquire{1, 0, "n1", 10s});
   CHECK(only<pods::LeaseRefused>(out) ==
         pods::LeaseRefused{1, "n1", pods::LeaseRefusal::recovering, 30s});
   out.clear();
   clock.advance(30s);
   server.tick();
   CHECK_FALSE(server.recovering());
-  server.receive(3, pods::LeaseAcquire{2, "n1", 10s});
+  server.receive(3, pods::LeaseAcquire{2, 0, "n1", 10s});
   CHECK(only<pods::LeaseGranted>(out).token > before);
 }
 
@@ -497,8 +515,7 @@ TEST_CASE("LeaseServer reserves tokens durably before it grants them", "[lease][
       clock.advance(1s);
       server.tick();
       for (std::uint64_t i = 0; i < seed % 7 + 1; ++i) {
-        server.receive(2,
-                       pods::LeaseAcquire{i, "n" + std::to_string(life) + std::to_string(i), 1s});
+        server.receive(2, pods::LeaseAcquire{i, 0, cat("n", life, "-", i), 1s});
         const auto& g = only<pods::LeaseGranted>(out);
         REQUIRE(g.token > granted);
         granted = g.token;
@@ -516,8 +533,8 @@ TEST_CASE("LeaseServer throws CorruptionError on a corrupt token record before t
   pods::MemoryStorage storage;
   {
     Server server(out, clock, storage, {.token_block = 1});
-    server.receive(2, pods::LeaseAcquire{1, "a", 1s});
-    server.receive(2, pods::LeaseAcquire{2, "b", 1s});  // a second record
+    server.receive(2, pods::LeaseAcquire{1, 0, "a", 1s});
+    server.receive(2, pods::LeaseAcquire{2, 0, "b", 1s});  // a second record
   }
   // Rewrite the first record with a bad checksum.
   std::vector<std::byte> bytes(storage.size(Server::segment));
@@ -527,8 +544,8 @@ TEST_CASE("LeaseServer throws CorruptionError on a corrupt token record before t
   storage.append(Server::segment, bytes);
   storage.sync(Server::segment);
   CHECK_THROWS_WITH(Server(out, clock, storage),
-                    "corrupt data in " + storage.name(Server::segment) +
-                        " at offset 0: token record checksum mismatch at offset 0");
+                    cat("corrupt data in ", storage.name(Server::segment),
+                        " at offset 0: token record checksum mismatch at offset 0"));
 }
 
 TEST_CASE("LeaseServer rejects bad options with messages naming them", "[lease][server]") {
@@ -552,7 +569,10 @@ TEST_CASE("LeaseHolder measures validity from when it sent the request", "[lease
   std::optional<pods::Outcome<Holder::Lease>> result;
   holder.acquire([&](pods::Outcome<Holder::Lease> r) { result = r; });
   const auto sent = clock.now();
-  CHECK(only<pods::LeaseAcquire>(holder_out) == pods::LeaseAcquire{1, "orders", 10s});
+  const auto& request = only<pods::LeaseAcquire>(holder_out);
+  CHECK(request.session == holder.session());
+  CHECK(request.name == "orders");
+  CHECK(request.ttl == 10s);
   clock.advance(2s);  // the request is slow to arrive
   to_server(holder_out, 2, server);
   clock.advance(3s);  // and the reply slow to return
@@ -598,10 +618,11 @@ TEST_CASE_METHOD(Rig,
   Holder holder(holder_out, clock, holder_options(10s, 100ms));  // retry_every = 1 s
   holder.acquire([](auto) {});
   auto first = holder_out.take();  // held back by the network
+  const auto first_request = std::get<pods::LeaseAcquire>(first.front().message).request;
   CHECK(holder.next_deadline() == at(1s));
   clock.advance(1s);
   holder.tick();
-  CHECK(only<pods::LeaseAcquire>(holder_out).request == 2);
+  CHECK(only<pods::LeaseAcquire>(holder_out).request == first_request + 1);
   holder_out.clear();                        // the retransmission is lost
   server.receive(2, first.front().message);  // the first request arrives after all
   to_holder(server_out, 2, holder);
@@ -617,7 +638,8 @@ TEST_CASE_METHOD(Rig,
   CHECK(holder.next_deadline() == at(3s));
   clock.advance(3s);
   holder.tick();
-  CHECK(only<pods::LeaseRefresh>(holder_out) == pods::LeaseRefresh{2, "orders", 1});
+  CHECK(only<pods::LeaseRefresh>(holder_out).session == holder.session());
+  CHECK(only<pods::LeaseRefresh>(holder_out).token == 1);
   clock.advance(1s);
   to_server(holder_out, 2, server);
   to_holder(server_out, 2, holder);
@@ -733,6 +755,38 @@ TEST_CASE_METHOD(Rig, "LeaseHolder releases, and never relies on a token it rele
   CHECK((*result)->token == 2);
 }
 
+TEST_CASE_METHOD(Rig, "A restarted holder is a new session its predecessor's messages cannot touch",
+                 "[lease][holder]") {
+  Holder first(holder_out, clock, holder_options());
+  hold(first);
+  first.release();
+  const auto late_release = holder_out.take();  // held back by the network
+  clock.advance(1s);
+  Holder second(holder_out, clock, holder_options());  // the node restarted
+  CHECK(second.session() != first.session());
+  std::optional<pods::Outcome<Holder::Lease>> result;
+  second.acquire([&](auto r) { result = r; });
+  to_server(holder_out, 2, server);
+  to_holder(server_out, 2, second);
+  REQUIRE(result);
+  CHECK(*result == pods::Errc::full);  // the predecessor's lease stands until it ends
+  server.receive(2, late_release.front().message);
+  result.reset();
+  second.acquire([&](auto r) { result = r; });
+  to_server(holder_out, 2, server);
+  to_holder(server_out, 2, second);
+  REQUIRE(result);
+  REQUIRE(result->has_value());
+  CHECK((*result)->token == 2);
+  // A duplicate of the predecessor's acquire, and a release in its name, arrive late: the new
+  // lease is untouched.
+  server.receive(2, pods::LeaseAcquire{1, first.session(), "orders", 10s});
+  CHECK(only<pods::LeaseRefused>(server_out).reason == pods::LeaseRefusal::held);
+  server.receive(2, pods::LeaseRelease{2, first.session(), "orders", 2});
+  CHECK(server.table().find("orders", clock.now())->token == 2);
+  CHECK(second.holds());
+}
+
 TEST_CASE_METHOD(Rig, "LeaseHolder hands back a grant that answers no pending request",
                  "[lease][holder]") {
   Holder holder(holder_out, clock, holder_options());
@@ -748,7 +802,7 @@ TEST_CASE_METHOD(Rig, "LeaseHolder hands back a grant that answers no pending re
   // Replies from another node or for another name are ignored.
   holder.receive(9, pods::LeaseGranted{1, "orders", 1, 10s});
   holder.receive(server_id, pods::LeaseGranted{1, "other", 1, 10s});
-  holder.receive(server_id, pods::LeaseAcquire{1, "orders", 10s});
+  holder.receive(server_id, pods::LeaseAcquire{1, 0, "orders", 10s});
   CHECK(holder.stats().ignored == 3);
   CHECK(holder_out.empty());
 }
@@ -757,12 +811,13 @@ TEST_CASE_METHOD(Rig, "LeaseHolder counts on no more than the ttl it asked for",
                  "[lease][holder]") {
   Holder holder(holder_out, clock, holder_options(10s, 100ms));
   holder.acquire([](auto) {});
-  holder_out.clear();
-  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, 0s});  // malformed: ignored
-  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, -1s});
+  const auto request = std::get<pods::LeaseAcquire>(holder_out.take().front().message).request;
+  holder.receive(server_id, pods::LeaseGranted{request, "orders", 1, 0s});  // malformed
+  holder.receive(server_id, pods::LeaseGranted{request, "orders", 1, -1s});
   CHECK(holder.acquiring());
   CHECK(holder.stats().ignored == 2);
-  holder.receive(server_id, pods::LeaseGranted{1, "orders", 1, std::chrono::nanoseconds::max()});
+  holder.receive(server_id,
+                 pods::LeaseGranted{request, "orders", 1, std::chrono::nanoseconds::max()});
   REQUIRE(holder.lease());
   CHECK(holder.lease()->valid_until == at(10s - 100ms));
 }
@@ -870,6 +925,7 @@ struct Client {
                 .max_clock_drift = pods::lease_drift_bound(s.ttl, s.drift),
                 .refresh_every = s.ttl / 4,
                 .retry_every = 20ms,
+                .seed = pods::Random(ctx.random).next(),
                 .unsafe_measure_from_arrival = s.unsafe_arrival}),
         id(ctx.id) {
     next_try = clock.now() + random.between(0ms, 100ms);
@@ -898,8 +954,8 @@ struct Client {
     ++world->grants;
     if (r->token < world->highest_granted ||
         (r->token == world->highest_granted && world->highest_holder != id)) {
-      world->violation = "token " + std::to_string(r->token) + " granted to " + std::to_string(id) +
-                         " after token " + std::to_string(world->highest_granted);
+      world->violation =
+          cat("token ", r->token, " granted to ", id, " after token ", world->highest_granted);
     }
     world->highest_granted = r->token;
     world->highest_holder = id;
@@ -942,7 +998,8 @@ struct RunResult {
   std::string violation;
   std::uint64_t grants = 0;
   std::uint64_t overlaps = 0;
-  std::uint64_t fenced = 0;  // writes the resource refused
+  std::uint64_t fenced = 0;                                   // writes the resource refused
+  std::uint64_t pauses = 0, crashes = 0, server_crashes = 0;  // from the nemesis log
   std::uint64_t steps = 0;
 };
 
@@ -991,9 +1048,8 @@ RunResult run(std::uint64_t seed, const Scenario& s) {
       if (holder != 0) {
         ++world.overlaps;
         if (world.violation.empty()) {
-          world.violation = "clients " + std::to_string(holder) + " and " + std::to_string(id) +
-                            " both hold the lease at " +
-                            std::to_string(sim.now().time_since_epoch().count()) + " ns";
+          world.violation = cat("clients ", holder, " and ", id, " both hold the lease at ",
+                                sim.now().time_since_epoch().count(), " ns");
         }
       }
       holder = id;
@@ -1001,16 +1057,21 @@ RunResult run(std::uint64_t seed, const Scenario& s) {
       if (server && !server->server->recovering() && world.violation.empty()) {
         const auto lease = server->server->table().find("lock", cluster.clock(server_id).now());
         if (!lease || lease->holder != id || lease->token != *node->client->holder.token()) {
-          world.violation = "client " + std::to_string(id) +
-                            " relies on a lease the server no longer gives it, at " +
-                            std::to_string(sim.now().time_since_epoch().count()) + " ns";
+          world.violation =
+              cat("client ", id, " relies on a lease the server no longer gives it, at ",
+                  sim.now().time_since_epoch().count(), " ns");
         }
       }
     }
     if (!world.violation.empty() && s.stop_at_violation) break;
   }
+  for (const auto& entry : nemesis.log()) {
+    if (entry.what.rfind("pause ", 0) == 0) ++result.pauses;
+    if (entry.what.rfind("crash ", 0) == 0) ++result.crashes;
+    if (entry.what.rfind("crash 1 ", 0) == 0) ++result.server_crashes;
+  }
   result.violation = world.violation;
-  if (!result.violation.empty()) result.violation += "\n" + nemesis.describe();
+  if (!result.violation.empty()) result.violation += cat("\n", nemesis.describe());
   result.grants = world.grants;
   result.overlaps = world.overlaps;
   result.fenced = world.resource.refused();
@@ -1031,7 +1092,7 @@ TEST_CASE("On the simulator, no two clients hold the lease at once within the dr
           "[lease][sim]") {
   const Scenario safe{};  // rates within 5 %, pauses, crashes of server and clients, loss
   const std::uint64_t n = seeds(100);
-  std::uint64_t grants = 0, steps = 0;
+  std::uint64_t grants = 0, steps = 0, pauses = 0, crashes = 0, server_crashes = 0;
   for (std::uint64_t seed = 1; seed <= n; ++seed) {
     const RunResult r = run(seed, safe);
     INFO("seed " << seed << ": " << r.violation);
@@ -1039,9 +1100,16 @@ TEST_CASE("On the simulator, no two clients hold the lease at once within the dr
     CHECK(r.fenced == 0);  // leases alone kept the writers apart
     grants += r.grants;
     steps += r.steps;
+    pauses += r.pauses;
+    crashes += r.crashes;
+    server_crashes += r.server_crashes;
   }
   CHECK(grants > n * 5);  // the lease changed hands many times in every run
-  WARN(n << " seeds, " << grants << " grants, " << steps << " steps checked: no overlap");
+  CHECK(pauses > 0);
+  CHECK(server_crashes > 0);
+  WARN(n << " seeds, " << grants << " grants, " << steps << " steps checked, " << pauses
+         << " pauses, " << crashes << " crashes (" << server_crashes
+         << " of the server): no overlap");
 }
 
 TEST_CASE("On the simulator, the same seed replays the same run", "[lease][sim]") {

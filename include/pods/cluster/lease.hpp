@@ -78,6 +78,7 @@
 #include <pods/policy/clock.hpp>
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
+#include <pods/policy/random.hpp>
 #include <pods/policy/storage.hpp>
 #include <pods/policy/transport.hpp>
 #include <pods/policy/wire.hpp>
@@ -125,9 +126,12 @@ inline std::chrono::nanoseconds lease_drift_bound(std::chrono::nanoseconds ttl, 
 // Every request carries a request number chosen by the holder; the reply echoes it, so the
 // holder knows which request (and which send time) a reply answers, even after retransmits.
 
-// Holder -> server: give me `name` for `ttl`.
+// Holder -> server: give me `name` for `ttl`. `session` names the holder's incarnation: a
+// restarted holder has a new one, so what its previous incarnation sent (a late release, a
+// duplicated acquire) never touches the new incarnation's lease.
 struct LeaseAcquire {
   std::uint64_t request = 0;
+  std::uint64_t session = 0;
   std::string name;
   std::chrono::nanoseconds ttl{0};
 
@@ -137,6 +141,7 @@ struct LeaseAcquire {
 // Holder -> server: extend my lease on `name`, granted with `token`, by its ttl from now.
 struct LeaseRefresh {
   std::uint64_t request = 0;
+  std::uint64_t session = 0;
   std::string name;
   std::uint64_t token = 0;
 
@@ -146,6 +151,7 @@ struct LeaseRefresh {
 // Holder -> server: I no longer hold `name` (granted with `token`). Not answered.
 struct LeaseRelease {
   std::uint64_t request = 0;
+  std::uint64_t session = 0;
   std::string name;
   std::uint64_t token = 0;
 
@@ -187,6 +193,7 @@ using LeaseMessage =
 // LeaseMessageCodec: a Codec<LeaseMessage>. Layout: a version byte (1), a tag byte (the
 // variant index), then the fields in declaration order: integers as little-endian u64 (i64
 // for durations), names as a u32 length and the bytes, the refusal reason as one byte (1-3).
+// A request's session follows its request number.
 struct LeaseMessageCodec {
   static constexpr std::uint8_t version = 1;
 
@@ -199,6 +206,7 @@ struct LeaseMessageCodec {
         [&](const auto& x) {
           using X = std::decay_t<decltype(x)>;
           w.u64(x.request);
+          if constexpr (requires { x.session; }) w.u64(x.session);
           w.string(x.name);
           if constexpr (std::is_same_v<X, LeaseAcquire>) {
             w.i64(x.ttl.count());
@@ -235,19 +243,20 @@ struct LeaseMessageCodec {
  private:
   static LeaseMessage decode_body(wire::Reader& r, std::uint8_t tag, std::size_t tag_at) {
     const std::uint64_t request = r.u64();
+    const std::uint64_t session = tag <= 2 ? r.u64() : 0;
     std::string name = r.string();
     switch (tag) {
       case 0: {
         const std::chrono::nanoseconds ttl(r.i64());
-        return LeaseAcquire{request, std::move(name), ttl};
+        return LeaseAcquire{request, session, std::move(name), ttl};
       }
       case 1: {
         const std::uint64_t token = r.u64();
-        return LeaseRefresh{request, std::move(name), token};
+        return LeaseRefresh{request, session, std::move(name), token};
       }
       case 2: {
         const std::uint64_t token = r.u64();
-        return LeaseRelease{request, std::move(name), token};
+        return LeaseRelease{request, session, std::move(name), token};
       }
       case 3: {
         const std::uint64_t token = r.u64();
@@ -292,9 +301,10 @@ class LeaseTable {
   struct Lease {
     std::string name;
     NodeId holder = 0;
-    std::uint64_t token = 0;  // the fencing token of this grant
-    duration ttl{};           // how long each grant or refresh lasts
-    time_point expires_at{};  // the lease is over once now >= expires_at
+    std::uint64_t session = 0;  // the holder's incarnation: (holder, session) owns the lease
+    std::uint64_t token = 0;    // the fencing token of this grant
+    duration ttl{};             // how long each grant or refresh lasts
+    time_point expires_at{};    // the lease is over once now >= expires_at
 
     friend bool operator==(const Lease&, const Lease&) = default;
   };
@@ -303,12 +313,14 @@ class LeaseTable {
   // token a previous table issued, or more, to keep tokens growing across a rebuild).
   explicit LeaseTable(std::uint64_t last_token = 0) noexcept : last_token_(last_token) {}
 
-  // Grants `name` to `holder` until now + ttl and returns the lease: a new token when the name
-  // is free or its lease has expired; the same token, extended, when `holder` holds it
-  // already. Returns Errc::full when another holder's lease is unexpired. Throws
+  // Grants `name` to `holder` (in `session`) until now + ttl and returns the lease: a new
+  // token when the name is free or its lease has expired; the same token, extended, when the
+  // same holder and session hold it already. Returns Errc::full when another owner's lease is
+  // unexpired. Throws
   // std::invalid_argument naming name when it is empty or ttl when it is not positive.
   // Allocates for a new name.
-  Outcome<Lease> grant(time_point now, std::string_view name, NodeId holder, duration ttl) {
+  Outcome<Lease> grant(time_point now, std::string_view name, NodeId holder, duration ttl,
+                       std::uint64_t session = 0) {
     check(name, "grant");
     if (ttl.count() <= 0) {
       std::string m = "LeaseTable::grant: ttl must be positive, got ";
@@ -318,7 +330,7 @@ class LeaseTable {
     }
     auto it = leases_.find(name);
     if (it != leases_.end() && it->second.expires_at > now) {
-      if (it->second.holder != holder) return Errc::full;
+      if (!owns(it->second, holder, session)) return Errc::full;
       it->second.ttl = ttl;
       extend(it->second, now + ttl);
       return it->second;
@@ -327,20 +339,20 @@ class LeaseTable {
     if (last_token_ == std::numeric_limits<std::uint64_t>::max()) {
       throw std::overflow_error("LeaseTable::grant: the fencing tokens are exhausted");
     }
-    Lease lease{std::string(name), holder, ++last_token_, ttl, now + ttl};
+    Lease lease{std::string(name), holder, session, ++last_token_, ttl, now + ttl};
     by_expiry_.emplace(lease.expires_at, lease.name);
     return leases_.emplace(lease.name, lease).first->second;
   }
 
-  // Extends `holder`'s lease on `name` granted with `token` to now + its ttl (never shortens
-  // it) and returns it. Returns Errc::stale_generation when there is no such unexpired lease
-  // (it expired, was released or revoked, or another grant replaced it). Throws
+  // Extends `holder`'s lease on `name` (in `session`) granted with `token` to now + its ttl (never
+  // shortens it) and returns it. Returns Errc::stale_generation when there is no such unexpired
+  // lease (it expired, was released or revoked, or another grant replaced it). Throws
   // std::invalid_argument naming name when it is empty.
-  Outcome<Lease> refresh(time_point now, std::string_view name, NodeId holder,
-                         std::uint64_t token) {
+  Outcome<Lease> refresh(time_point now, std::string_view name, NodeId holder, std::uint64_t token,
+                         std::uint64_t session = 0) {
     check(name, "refresh");
     auto it = leases_.find(name);
-    if (it == leases_.end() || it->second.expires_at <= now || it->second.holder != holder ||
+    if (it == leases_.end() || it->second.expires_at <= now || !owns(it->second, holder, session) ||
         it->second.token != token) {
       return Errc::stale_generation;
     }
@@ -348,11 +360,12 @@ class LeaseTable {
     return it->second;
   }
 
-  // Ends `holder`'s lease on `name` granted with `token`. Returns false (and changes nothing)
-  // when that is not the current lease of `name`.
-  bool release(std::string_view name, NodeId holder, std::uint64_t token) {
+  // Ends `holder`'s lease on `name` (in `session`) granted with `token`. Returns false (and changes
+  // nothing) when that is not the current lease of `name`.
+  bool release(std::string_view name, NodeId holder, std::uint64_t token,
+               std::uint64_t session = 0) {
     auto it = leases_.find(name);
-    if (it == leases_.end() || it->second.holder != holder || it->second.token != token) {
+    if (it == leases_.end() || !owns(it->second, holder, session) || it->second.token != token) {
       return false;
     }
     erase(it);
@@ -403,6 +416,10 @@ class LeaseTable {
 
  private:
   using Map = std::map<std::string, Lease, std::less<>>;
+
+  static bool owns(const Lease& lease, NodeId holder, std::uint64_t session) noexcept {
+    return lease.holder == holder && lease.session == session;
+  }
 
   static void check(std::string_view name, const char* where) {
     if (name.empty()) {
@@ -584,7 +601,8 @@ class LeaseServer {
              std::chrono::duration_cast<Nanos>(recovering_until_ - now));
       return;
     }
-    if (const auto held = table_.find(m.name, now); !held || held->holder != from) {
+    if (const auto held = table_.find(m.name, now);
+        !held || held->holder != from || held->session != m.session) {
       if (held) {
         refuse(from, m.request, std::move(m.name), LeaseRefusal::held,
                std::chrono::duration_cast<Nanos>(held->expires_at - now));
@@ -592,7 +610,7 @@ class LeaseServer {
       }
       reserve_next();
     }
-    const Outcome<Lease> lease = table_.grant(now, m.name, from, clamp(m.ttl));
+    const Outcome<Lease> lease = table_.grant(now, m.name, from, clamp(m.ttl), m.session);
     ++stats_.granted;
     transport_.send(from, LeaseGranted{m.request, std::move(m.name), lease->token,
                                        std::chrono::duration_cast<Nanos>(lease->ttl)});
@@ -603,7 +621,7 @@ class LeaseServer {
       ++stats_.malformed;
       return;
     }
-    const Outcome<Lease> lease = table_.refresh(now, m.name, from, m.token);
+    const Outcome<Lease> lease = table_.refresh(now, m.name, from, m.token, m.session);
     if (!lease) {
       refuse(from, m.request, std::move(m.name), LeaseRefusal::stale, Nanos(0));
       return;
@@ -614,7 +632,7 @@ class LeaseServer {
   }
 
   void handle(NodeId from, time_point, LeaseRelease& m) {
-    if (table_.release(m.name, from, m.token)) ++stats_.released;
+    if (table_.release(m.name, from, m.token, m.session)) ++stats_.released;
   }
 
   // A reply sent to a server is not a request.
@@ -644,6 +662,10 @@ struct LeaseHolderOptions {
   std::chrono::nanoseconds refresh_every{0};                                  // zero: ttl / 3
   std::chrono::nanoseconds retry_every{0};      // resend an unanswered request; zero: ttl / 10
   std::chrono::nanoseconds acquire_timeout{0};  // give up an acquire; zero: ttl
+  // Seeds the holder's session and first request number, mixed with the clock's reading at
+  // construction, so each incarnation of a holder differs from the last (give each one a
+  // seed of its own, such as a random draw, where the clock may read the same twice).
+  std::uint64_t seed = 0;
   // Breaks the lease rule on purpose, to show the simulator test catches it: measures the
   // validity from when the grant ARRIVED instead of when the request was sent. Never set it.
   bool unsafe_measure_from_arrival = false;
@@ -701,6 +723,9 @@ class LeaseHolder {
       fail("refresh_every must be in (0, ttl - max_clock_drift)");
     if (options_.retry_every.count() <= 0) fail("retry_every must be positive");
     if (options_.acquire_timeout.count() <= 0) fail("acquire_timeout must be positive");
+    std::uint64_t state = options_.seed ^ static_cast<std::uint64_t>(to_nanoseconds(clock_.now()));
+    session_ = detail::splitmix64(state);
+    next_request_ = detail::splitmix64(state) >> 1;  // far from wrapping around
   }
 
   // Starts acquiring the lease: sends an acquire now and again every retry_every until a
@@ -747,6 +772,9 @@ class LeaseHolder {
     if (!holds()) return std::nullopt;
     return Lease{token_, valid_until_};
   }
+
+  // Returns this incarnation's session number, sent with every request.
+  std::uint64_t session() const noexcept { return session_; }
 
   // Returns true while an acquire is pending.
   bool acquiring() const noexcept { return state_ == State::acquiring; }
@@ -810,13 +838,14 @@ class LeaseHolder {
 
   void send_acquire(time_point now) {
     remember(now);
-    transport_.send(options_.server, LeaseAcquire{next_request_, options_.name, options_.ttl});
+    transport_.send(options_.server,
+                    LeaseAcquire{next_request_, session_, options_.name, options_.ttl});
   }
 
   void send_refresh(time_point now) {
     remember(now);
     refresh_at_ = retry_at_;
-    transport_.send(options_.server, LeaseRefresh{next_request_, options_.name, token_});
+    transport_.send(options_.server, LeaseRefresh{next_request_, session_, options_.name, token_});
   }
 
   // Returns the send time of pending request `request`, or nullopt.
@@ -838,11 +867,11 @@ class LeaseHolder {
   // after a later grant that re-grants the same token, and would end it on the server.
   void send_release(std::uint64_t token) {
     released_max_ = std::max(released_max_, token);
-    transport_.send(options_.server, LeaseRelease{++next_request_, options_.name, token});
+    transport_.send(options_.server, LeaseRelease{++next_request_, session_, options_.name, token});
   }
 
   void granted(const LeaseGranted& g) {
-    if (g.name != options_.name || g.request > next_request_ || g.ttl.count() <= 0) {
+    if (g.name != options_.name || g.ttl.count() <= 0) {
       ++stats_.ignored;
       return;
     }
@@ -918,7 +947,8 @@ class LeaseHolder {
   Clock clock_;
   LeaseHolderOptions options_;
   State state_ = State::idle;
-  std::uint64_t next_request_ = 0;
+  std::uint64_t session_ = 0;
+  std::uint64_t next_request_ = 0;  // the last request number used
   std::deque<Pending> pending_;
   Callback done_;
   time_point acquire_deadline_{};
