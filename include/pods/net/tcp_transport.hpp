@@ -300,7 +300,12 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     if (own_) {
       work_.emplace(io_->get_executor());
       std::lock_guard lock(thread_mu_);
-      thread_ = std::thread([self = this->shared_from_this()] { self->io_->run(); });
+      thread_ = std::thread([self = this->shared_from_this()] {
+        self->io_->run();
+        self->io_done_.set_value();  // the last thing the I/O thread does with the core
+      });
+      io_thread_ = thread_.get_id();
+      thread_started_ = true;
     }
   }
 
@@ -322,7 +327,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
       bool running = false;
       {
         std::lock_guard lock(thread_mu_);
-        running = thread_.joinable();
+        running = thread_started_;
       }
       if (!running) {
         close_all();  // nothing runs the context: drain what set_peer posted, here
@@ -478,9 +483,17 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     }
   }
 
+  // Waits until the own I/O thread has finished (not holding thread_mu_ meanwhile: the I/O
+  // thread may need it to detach itself), then joins it unless another caller did or it
+  // detached itself. Returns at once on the I/O thread itself.
   void join() {
+    {
+      std::lock_guard lock(thread_mu_);
+      if (!thread_started_ || std::this_thread::get_id() == io_thread_) return;
+    }
+    io_done_future_.wait();
     std::lock_guard lock(thread_mu_);
-    if (thread_.joinable() && std::this_thread::get_id() != thread_.get_id()) thread_.join();
+    if (thread_.joinable()) thread_.join();
   }
 
   Peer* find(NodeId id) const {
@@ -988,8 +1001,12 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
   std::mutex state_mu_;
   std::condition_variable state_cv_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
-  std::mutex thread_mu_;  // guards thread_ (start, stop and a second stop may race)
+  std::mutex thread_mu_;  // guards thread_ and what follows (start and stops may race)
   std::thread thread_;
+  std::thread::id io_thread_;
+  bool thread_started_ = false;
+  std::promise<void> io_done_;
+  std::shared_future<void> io_done_future_ = io_done_.get_future().share();
 };
 
 }  // namespace detail
