@@ -24,13 +24,16 @@
 //                (the server's timer started later than that), and max_clock_drift bounds how
 //                much the two clocks may disagree about the length of a ttl
 //                (lease_drift_bound(ttl, rate) computes it for clocks whose rates are off by
-//                at most `rate`). FencedResource is the guarded resource: it remembers the
+//                at most `rate`). Each request carries the holder's session (one per
+//                incarnation: a restarted holder is a new owner to the server, so its
+//                predecessor's late messages cannot end or take its lease) and a number the
+//                reply echoes. FencedResource is the guarded resource: it remembers the
 //                largest token it has seen and refuses a write with a smaller one (Kleppmann,
 //                "How to do distributed locking", 2016).
 // Guarantees:    - LeaseTable: at most one unexpired lease per name; a new grant's token is
-//                  larger than every token the table issued before (re-acquiring a lease one
-//                  already holds returns the same token); the same calls with the same times
-//                  give the same table and the same results.
+//                  larger than every token the table issued before (re-acquiring a lease the
+//                  same holder and session hold returns the same token); the same calls with
+//                  the same times give the same table and the same results.
 //                - LeaseServer: tokens keep growing across restarts from its storage; after a
 //                  restart it grants nothing until max_ttl has passed on its clock.
 //                - LeaseHolder: holds() is true only before sent + ttl - max_clock_drift on its
@@ -42,7 +45,8 @@
 //                faster or slower than the bound; fencing of a resource that does not check
 //                tokens; fairness between clients (a refused client retries on its own); a
 //                replicated server (the consistent core builds one from LeaseTable). Two
-//                LeaseHolders for one name on one node are one holder to the server.
+//                LeaseHolders for one name on one node need different seeds. A restarted
+//                client waits for its predecessor's lease to run out.
 // Thread safety: thread-compatible: each object is driven by one thread (or a
 //                SingularUpdateQueue); const members may be read concurrently.
 // Errors:        Bad arguments and options throw std::invalid_argument naming them (see each
