@@ -526,6 +526,44 @@ TEST_CASE("LeaseServer reserves tokens durably before it grants them", "[lease][
   }
 }
 
+TEST_CASE("LeaseServer ignores and cuts a token record a crash left unfinished or garbled",
+          "[lease][server]") {
+  Clock clock;
+  Outbox out;
+  pods::MemoryStorage storage;
+  {
+    Server server(out, clock, storage, {.max_ttl = 1s, .token_block = 2});
+    server.receive(2, pods::LeaseAcquire{1, 0, "a", 1s});  // reserves up to token 2
+  }
+  const auto whole = storage.size(Server::segment);
+  REQUIRE(whole == 12);
+  SECTION("an unfinished record") {
+    const std::vector<std::byte> part(5, std::byte{0x7F});
+    storage.append(Server::segment, part);
+  }
+  SECTION("a whole record with a bad checksum") {
+    const std::vector<std::byte> bad(12, std::byte{0x7F});
+    storage.append(Server::segment, bad);
+  }
+  storage.sync(Server::segment);
+  out.clear();
+  {
+    Server server(out, clock, storage, {.max_ttl = 1s, .token_block = 2});
+    CHECK(storage.size(Server::segment) == whole);  // cut back to the last whole record
+    CHECK(server.recovering());
+    clock.advance(1s);
+    server.tick();
+    server.receive(3, pods::LeaseAcquire{1, 0, "b", 1s});
+    CHECK(only<pods::LeaseGranted>(out).token == 3);  // above the reservation of 2
+  }
+  out.clear();
+  Server again(out, clock, storage, {.max_ttl = 1s, .token_block = 2});  // opens cleanly
+  clock.advance(1s);
+  again.tick();
+  again.receive(3, pods::LeaseAcquire{1, 0, "c", 1s});
+  CHECK(only<pods::LeaseGranted>(out).token == 5);
+}
+
 TEST_CASE("LeaseServer throws CorruptionError on a corrupt token record before the last",
           "[lease][server]") {
   Clock clock;
@@ -898,6 +936,8 @@ struct Scenario {
   double actual_drift = 0.0;  // > 0: fixed rates beyond the bound (server fast, clients slow)
   bool nemesis_drift = true;
   bool unsafe_arrival = false;
+  bool unsafe_no_grace = false;
+  std::chrono::nanoseconds max_fault = 1500ms;  // the longest nemesis fault
   bool stop_at_violation = true;  // false: run on, counting overlaps and fenced writes
   std::chrono::nanoseconds ttl = 300ms;
 };
@@ -1012,8 +1052,9 @@ RunResult run(std::uint64_t seed, const Scenario& s) {
   SimCluster cluster(net, [&](const SimCluster::Context& ctx) {
     auto node = std::make_unique<LeaseNode>();
     if (ctx.id == server_id) {
-      node->server = std::make_unique<SimServer>(ctx.endpoint, ctx.clock, ctx.storage,
-                                                 pods::LeaseServerOptions{.max_ttl = 1s});
+      node->server = std::make_unique<SimServer>(
+          ctx.endpoint, ctx.clock, ctx.storage,
+          pods::LeaseServerOptions{.max_ttl = 1s, .unsafe_skip_grace_period = s.unsafe_no_grace});
     } else {
       node->client = std::make_unique<Client>(ctx, s, world);
     }
@@ -1031,7 +1072,7 @@ RunResult run(std::uint64_t seed, const Scenario& s) {
   }
   pods::sim::Nemesis nemesis(cluster, {.duration = 8s,
                                        .quiet = 1s,
-                                       .max_fault = 1500ms,
+                                       .max_fault = s.max_fault,
                                        .clock_steps = false,
                                        .clock_drift = s.nemesis_drift,
                                        .max_drift = s.drift});
@@ -1151,5 +1192,25 @@ TEST_CASE("On the simulator, measuring the lease from the grant's arrival is cau
   for (std::uint64_t seed = 1; seed <= n; ++seed)
     caught += run(seed, broken_rule).violation.empty() ? 0 : 1;
   WARN("measured from arrival: " << caught << " of " << n << " runs caught");
+  CHECK(caught > 0);
+}
+
+TEST_CASE("On the simulator, a restarted server that skips its grace period is caught",
+          "[lease][sim]") {
+  // The second deliberately broken rule: unsafe_skip_grace_period. The restarted server has
+  // forgotten its leases and grants at once, while a client still relies on the old one.
+  // Faults shorter than the ttl, so a client still holds its lease when the server is back.
+  const Scenario broken_rule{.unsafe_no_grace = true, .max_fault = 250ms};
+  Scenario control = broken_rule;
+  control.unsafe_no_grace = false;
+  std::uint64_t caught = 0;
+  const std::uint64_t n = 20;
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    caught += run(seed, broken_rule).violation.empty() ? 0 : 1;
+    const RunResult kept = run(seed, control);  // the same faults, with the grace period
+    INFO("seed " << seed << ": " << kept.violation);
+    CHECK(kept.violation.empty());
+  }
+  WARN("restart without a grace period: " << caught << " of " << n << " runs caught");
   CHECK(caught > 0);
 }

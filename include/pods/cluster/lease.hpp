@@ -457,6 +457,9 @@ struct LeaseServerOptions {
   std::chrono::nanoseconds min_ttl = std::chrono::milliseconds(10);  // shorter asks get this
   std::chrono::nanoseconds max_ttl = std::chrono::seconds(60);       // longer asks get this; grace
   std::uint64_t token_block = 1024;  // tokens reserved by one synced storage record
+  // Breaks the lease rule on purpose, to show the simulator test catches it: a restarted
+  // server grants at once, though the leases it forgot may still be relied on. Never set it.
+  bool unsafe_skip_grace_period = false;
 };
 
 // What a LeaseServer has done.
@@ -505,7 +508,7 @@ class LeaseServer {
       reserved_ = *reserved;
       table_ = Table(reserved_);
       recovering_until_ = clock_.now() + options_.max_ttl;
-      recovering_ = true;
+      recovering_ = !options_.unsafe_skip_grace_period;
     }
   }
 
