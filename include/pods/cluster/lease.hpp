@@ -538,7 +538,7 @@ class LeaseServer {
   std::optional<Lease> revoke(std::string_view name) { return table_.revoke(name); }
 
   // Returns true while the server waits out the grace period after a restart.
-  bool recovering() const noexcept { return recovering_; }
+  bool recovering() const { return recovering_ && clock_.now() < recovering_until_; }
 
   const Table& table() const noexcept { return table_; }
   const LeaseServerStats& stats() const noexcept { return stats_; }
@@ -739,11 +739,13 @@ class LeaseHolder {
   // reply or acquire_timeout. `done` (retained) runs exactly once: with the Lease, with
   // Errc::full when another holder has it (see retry_after()), Errc::timeout without an
   // answer in time, or Errc::cancelled when release() comes first. Throws std::logic_error
-  // when an acquire is pending or the lease is held.
+  // when an acquire is pending or the lease is held (a lease past its end counts as lapsed).
   void acquire(Callback done) {
-    if (state_ != State::idle)
-      throw std::logic_error("LeaseHolder::acquire: already acquiring or holding");
     const time_point now = clock_.now();
+    if (state_ == State::held && now >= valid_until_) lapse();  // ran out before a tick
+    if (state_ != State::idle) {
+      throw std::logic_error("LeaseHolder::acquire: already acquiring or holding");
+    }
     state_ = State::acquiring;
     done_ = std::move(done);
     acquire_deadline_ = now + options_.acquire_timeout;
@@ -810,9 +812,7 @@ class LeaseHolder {
       if (now >= retry_at_) send_acquire(now);
     } else if (state_ == State::held) {
       if (now >= valid_until_) {
-        ++stats_.lapsed;
-        state_ = State::idle;
-        pending_.clear();
+        lapse();
       } else if (now >= refresh_at_) {
         send_refresh(now);
       }
@@ -836,6 +836,12 @@ class LeaseHolder {
     time_point sent;
   };
   static constexpr std::size_t max_pending = 16;
+
+  void lapse() {
+    ++stats_.lapsed;
+    state_ = State::idle;
+    pending_.clear();
+  }
 
   void remember(time_point now) {
     if (pending_.size() == max_pending) pending_.pop_front();
