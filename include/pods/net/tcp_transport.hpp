@@ -22,14 +22,15 @@
 //                the options), so a restarted peer is found again, at a new address once
 //                set_peer names it.
 // Guarantees:    Messages to one peer are received in the order send() accepted them, on any
-//                thread, and each at most once. Messages accepted while the peer is down stay
-//                queued and are written when it connects. A peer's send queue holds at most
-//                max_queue_messages messages and max_queue_bytes bytes (frames included),
-//                counting those in the write in flight: send() returns Errc::full past them,
-//                so memory stays bounded when a peer never comes up or reads slowly. A frame
-//                over max_frame_bytes, with a bad checksum, or whose bytes the Codec rejects
-//                closes its connection, is counted and reported to on_event, and never reaches
-//                on_receive. After stop() returns, on_receive and on_event are not called again.
+//                thread, and each at most once (a reconnection may leave a gap: see below).
+//                Messages accepted while the peer is down stay queued and are written when it
+//                connects. A peer's send queue holds at most max_queue_messages messages and
+//                max_queue_bytes bytes (frames included), counting those in the write in
+//                flight: send() returns Errc::full past them, so memory stays bounded when a
+//                peer never comes up or reads slowly. A frame over max_frame_bytes, with a bad
+//                checksum, or whose bytes the Codec rejects closes its connection, is counted
+//                and reported to on_event, and never reaches on_receive. After stop() returns,
+//                on_receive and on_event are not called again.
 // Not provided:  Delivery across a connection failure: the batch being written when a
 //                connection dies is dropped (counted in dropped_in_flight), since TCP cannot
 //                say how much of it arrived; resending it could duplicate. Stack a
@@ -47,7 +48,8 @@
 //                encodes to more than max_frame_bytes. The constructors throw
 //                std::invalid_argument for bad options (naming the option) and
 //                std::system_error naming the address when binding fails. set_peer throws
-//                std::invalid_argument for its own id. Network failures are never thrown:
+//                std::invalid_argument for its own id; on_receive, on_event after start() and
+//                a second start() throw std::logic_error. Network failures are never thrown:
 //                they are counted in stats() and reported to on_event.
 // Cost:          send: one encode into a thread-local buffer, one CRC32C, one lock and one copy
 //                into the queue; a post to the I/O thread only when its writer is idle. One
@@ -293,8 +295,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     asio::post(strand_, [self = this->shared_from_this()] {
       self->running_ = true;
       self->accept();
-      std::shared_lock lock(self->peers_mu_);
-      for (auto& [id, peer] : self->peers_)
+      for (Peer* peer : self->all_peers())
         self->maybe_dial(*peer);
     });
     if (own_) {
@@ -415,8 +416,13 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
   }
 
   bool wait_connected(NodeId id, std::chrono::nanoseconds timeout) {
+    Peer* p = find(id);  // before state_mu_: peers_mu_ is never taken under it
+    if (p == nullptr) return false;
     std::unique_lock lock(state_mu_);
-    return state_cv_.wait_for(lock, timeout, [&] { return connected(id); });
+    return state_cv_.wait_for(lock, timeout, [&] {
+      std::lock_guard guard(p->mu);
+      return p->connected;
+    });
   }
 
   std::size_t queued_approx(NodeId id) const {
@@ -500,6 +506,16 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     std::shared_lock lock(peers_mu_);
     auto it = peers_.find(id);
     return it == peers_.end() ? nullptr : it->second.get();
+  }
+
+  // Returns every peer (the pointers stay valid: peers are never erased).
+  std::vector<Peer*> all_peers() const {
+    std::shared_lock lock(peers_mu_);
+    std::vector<Peer*> out;
+    out.reserve(peers_.size());
+    for (const auto& [id, p] : peers_)
+      out.push_back(p.get());
+    return out;
   }
 
   Peer* find_or_add(NodeId id) {
@@ -822,8 +838,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     for (auto c :
          std::vector<std::shared_ptr<Connection>>(pre_handshake_.begin(), pre_handshake_.end()))
       close(c, false);
-    std::shared_lock lock(peers_mu_);
-    for (auto& [id, p] : peers_) {
+    for (Peer* p : all_peers()) {  // not under peers_mu_: close() takes state_mu_
       ++p->retry_generation;
       p->retry.cancel();
       if (p->dialing) close(p->dialing, false);
@@ -1080,7 +1095,8 @@ class TcpTransport {
   // Returns true while a handshaken connection with `id` is open. Thread-safe.
   bool connected(NodeId id) const { return owner_->core->connected(id); }
 
-  // Blocks until a connection with `id` is open or `timeout` passes; returns connected(id).
+  // Blocks until a connection with `id` is open or `timeout` passes; returns connected(id)
+  // (false at once for an id set_peer never named).
   bool wait_connected(NodeId id, std::chrono::nanoseconds timeout) {
     return core().wait_connected(id, timeout);
   }
