@@ -737,7 +737,8 @@ class LeaseHolder {
 
   // Starts acquiring the lease: sends an acquire now and again every retry_every until a
   // reply or acquire_timeout. `done` (retained) runs exactly once: with the Lease, with
-  // Errc::full when another holder has it (see retry_after()), Errc::timeout without an
+  // Errc::full when another holder has it or the server is in its grace period after a
+  // restart (see retry_after()), Errc::timeout without an
   // answer in time, or Errc::cancelled when release() comes first. Throws std::logic_error
   // when an acquire is pending or the lease is held (a lease past its end counts as lapsed).
   void acquire(Callback done) {
