@@ -738,9 +738,9 @@ class LeaseHolder {
   // Starts acquiring the lease: sends an acquire now and again every retry_every until a
   // reply or acquire_timeout. `done` (retained) runs exactly once: with the Lease, with
   // Errc::full when another holder has it or the server is in its grace period after a
-  // restart (see retry_after()), Errc::timeout without an
-  // answer in time, or Errc::cancelled when release() comes first. Throws std::logic_error
-  // when an acquire is pending or the lease is held (a lease past its end counts as lapsed).
+  // restart (see retry_after()), Errc::timeout without an answer in time, or
+  // Errc::cancelled when release() comes first. Throws std::logic_error when an acquire is
+  // pending or the lease is held (a lease past its end counts as lapsed).
   void acquire(Callback done) {
     const time_point now = clock_.now();
     if (state_ == State::held && now >= valid_until_) lapse();  // ran out before a tick
