@@ -5,6 +5,8 @@
 // sanitizer report is a bug. A decoded message must re-encode to bytes that decode to an
 // equal message, and a node of that protocol must take it (with the clock moved on and a
 // tick) without crashing: a hostile frame is dropped or handled, never fatal.
+#include "codec_round_trip.hpp"
+
 #include <pods/cluster/bully_election.hpp>
 #include <pods/cluster/emergent_leader.hpp>
 #include <pods/cluster/ring_election.hpp>
@@ -24,27 +26,15 @@ namespace {
 
 using namespace std::chrono_literals;
 
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "elections_fuzz: %s\n", what);
-  std::abort();
-}
-
 template <class Codec, class Node>
 void run(std::span<const std::byte> bytes, pods::NodeId from, Node& node,
          pods::ManualClock& clock) {
-  const Codec codec;
-  typename Node::Message m;
-  try {
-    m = codec.decode(bytes);
-  } catch (const pods::CorruptionError&) {
-    return;
-  }
-  pods::Buffer again;
-  codec.encode(m, again);
-  if (!(codec.decode(again) == m)) bug("decode(encode(m)) != m");
+  const auto m =
+      pods::fuzz::decode_round_trip(Codec{}, bytes, "elections_fuzz", pods::fuzz::Canonical::no);
+  if (!m) return;
   clock.advance(2s);
   node.tick();
-  node.receive(from, m);
+  node.receive(from, *m);
   clock.advance(2s);
   node.tick();
 }

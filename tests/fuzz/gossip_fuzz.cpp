@@ -4,6 +4,8 @@
 // A message that decodes must encode to bytes that decode to an equal message, and must be
 // handled by a node (receive, then a tick) without a crash or a sanitizer report: whatever a
 // peer sends, a malformed message is dropped and counted, never trusted.
+#include "codec_round_trip.hpp"
+
 #include <pods/cluster/gossip_dissemination.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
@@ -16,27 +18,12 @@
 #include <cstdlib>
 #include <span>
 
-namespace {
-
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "gossip_fuzz: %s\n", what);
-  std::abort();
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const pods::gossip::MessageCodec codec;
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
-  pods::gossip::Message message;
-  try {
-    message = codec.decode(bytes);
-  } catch (const pods::CorruptionError&) {
-    return 0;
-  }
-  pods::Buffer again;
-  codec.encode(message, again);
-  if (!(codec.decode(again) == message)) bug("decode(encode(m)) != m");
+  auto decoded =
+      pods::fuzz::decode_round_trip(pods::gossip::MessageCodec{}, pods::fuzz::as_bytes(data, size),
+                                    "gossip_fuzz", pods::fuzz::Canonical::no);
+  if (!decoded) return 0;
+  const pods::gossip::Message& message = *decoded;
 
   pods::Outbox<pods::gossip::Message> out;
   pods::ManualClock clock;
@@ -49,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   node.receive(2, message);
   clock.advance(std::chrono::seconds(2));
   node.tick();
-  if (node.member(1)->status != pods::MemberStatus::alive) bug("a node holds itself not alive");
+  if (node.member(1)->status != pods::MemberStatus::alive)
+    pods::fuzz::bug("gossip_fuzz", "a node holds itself not alive");
   return 0;
 }

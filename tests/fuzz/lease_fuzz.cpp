@@ -5,6 +5,8 @@
 // Bytes that decode are also handed to a LeaseServer and to a LeaseHolder (a reply made to
 // answer the holder's pending acquire), which must drop or apply them without crashing,
 // whatever their fields say.
+#include "codec_round_trip.hpp"
+
 #include <pods/cluster/lease.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
@@ -19,30 +21,11 @@
 #include <span>
 #include <variant>
 
-namespace {
-
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "lease_fuzz: %s\n", what);
-  std::abort();
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const pods::LeaseMessageCodec codec;
-  const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
-  pods::LeaseMessage message;
-  try {
-    message = codec.decode(input);
-  } catch (const pods::CorruptionError&) {
-    return 0;
-  }
-  pods::Buffer again;
-  codec.encode(message, again);
-  if (again.size() != size || !std::equal(again.begin(), again.end(), input.begin())) {
-    bug("a decoded message does not encode back to its bytes");
-  }
-  if (!(codec.decode(again) == message)) bug("decode(encode(m)) != m");
+  auto decoded = pods::fuzz::decode_round_trip(pods::LeaseMessageCodec{},
+                                               pods::fuzz::as_bytes(data, size), "lease_fuzz");
+  if (!decoded) return 0;
+  pods::LeaseMessage& message = *decoded;
 
   pods::ManualClock clock;
   pods::Outbox<pods::LeaseMessage> out;
