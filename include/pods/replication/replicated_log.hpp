@@ -1,0 +1,892 @@
+// pods/replication/replicated_log.hpp — Replicated Log (Leader and Followers, Raft-style)
+//
+// Problem:       A state machine on one server dies with the server. Copying commands to
+//                several servers is not enough: under crashes, partitions and reordering
+//                they apply different commands in different orders, or lose a command a
+//                client was told had been committed.
+// Solution:      The servers keep one log and agree on it, as in Raft (Ongaro and Ousterhout,
+//                "In Search of an Understandable Consensus Algorithm", extended version
+//                2014; sections cited at each rule). One leader per term (a GenerationClock)
+//                appends client commands and sends them to the followers in AppendEntries;
+//                an entry a majority stored is committed (the HighWaterMark) and applied, in
+//                index order, to the user's StateMachine on every server.
+//                  - Election (§5.2): a follower that hears no leader for a randomised timeout
+//                    (drawn from a pods::Random seeded by options.seed) asks for votes in a
+//                    new term; each server grants one vote per term, durably, before replying.
+//                  - Pre-vote (§9.6): before raising its term, a candidate asks whether it
+//                    could win, so a server rejoining from a partition does not disrupt the
+//                    cluster with a higher term.
+//                  - Check-quorum (§6, dissertation §6.2): a leader that has not heard from a
+//                    majority within an election timeout steps down, and a server that heard
+//                    from a leader within the minimum election timeout ignores vote requests.
+//                  - Up-to-date rule (§5.4.1): a vote or pre-vote goes only to a candidate
+//                    whose log is at least as up to date (last term, then last index).
+//                  - Log matching (§5.3): AppendEntries names the entry before the new ones; a
+//                    follower without it refuses, with a fast back-off hint (the conflicting
+//                    term and its first index); a follower whose entry conflicts truncates its
+//                    log there (the storage log's truncate_after) before appending.
+//                  - Commit (§5.4.2): a leader appends a no-op at the start of its term and
+//                    moves the high-water mark by counting replicas only to an entry of its
+//                    own term; followers learn the mark from AppendEntries.
+//                  - Replication: pipelined AppendEntries, up to options.window unanswered
+//                    messages per follower of up to options.max_batch_entries entries each;
+//                    what is not acknowledged is sent again from the follower's match index
+//                    at the next heartbeat.
+// Guarantees:    Election safety (at most one leader per term), log matching, leader
+//                completeness and state machine safety (§5.4.3): no two servers apply
+//                different commands at one index, and a committed entry is never lost, under
+//                message loss, duplication, reordering, partitions (one-way ones too), process
+//                pauses and crashes that lose unsynced bytes. Every acknowledgement (vote,
+//                AppendEntries reply, the leader's own match index) covers only synced state.
+//                A server rebuilt from its storage continues correctly. The high-water mark
+//                never goes back while a server runs.
+// Not provided:  Snapshots and InstallSnapshot, membership changes, learners, leadership
+//                transfer, read paths (see follower_reads.hpp); exactly-once client commands
+//                (a command retried after a timeout may be applied twice: deduplicate in the
+//                state machine); liveness under clock drift beyond the timeouts' margins.
+// Thread safety: thread-confined: one thread calls receive, tick, propose and the
+//                accessors; the state machine is called from those calls.
+// Errors:        Bad options throw std::invalid_argument naming the option and the rule.
+//                propose() returns Errc::not_leader on a server that is not the leader
+//                (leader() is the hint). A malformed message (unknown sender, inconsistent
+//                indices) is dropped and counted by dropped(). Storage failures throw
+//                std::system_error; corrupt durable state throws pods::CorruptionError.
+// Cost:          propose(): one log append (no sync). tick(): at most one sync of the log,
+//                then one message per follower per batch. A follower: one append and one
+//                sync per AppendEntries that carries entries. Memory: 8 bytes per log entry
+//                (the terms) and the state machine.
+// Example:
+//   pods::ReplicatedLog node(pods::MemoryStorage{}, out, clock, machine,
+//                            {.self = 1, .voters = {1}, .seed = 7});
+//   clock.advance(std::chrono::seconds(1));
+//   node.tick();                                   // a single voter elects itself
+//   auto index = node.propose(std::vector<std::byte>{std::byte{42}});
+//   node.tick();                                   // sync, commit, apply
+//   assert(index && machine.applied == 1);
+// Example context: #include <pods/storage/memory_storage.hpp>
+// Example context: struct Machine { int applied = 0;
+// Example context:   void apply(std::uint64_t, std::span<const std::byte>) { ++applied; }
+// Example context:   std::vector<std::byte> snapshot() const { return {}; }
+// Example context:   void restore(std::span<const std::byte>) {} } machine;
+// Example context: pods::Outbox<pods::ReplicatedLogMessage> out;
+// Example context: pods::ManualClock clock;
+#pragma once
+
+#include <pods/cluster/majority_quorum.hpp>
+#include <pods/policy/clock.hpp>
+#include <pods/policy/codec.hpp>
+#include <pods/policy/errors.hpp>
+#include <pods/policy/random.hpp>
+#include <pods/policy/storage.hpp>
+#include <pods/policy/threading.hpp>
+#include <pods/policy/transport.hpp>
+#include <pods/policy/wire.hpp>
+#include <pods/replication/high_water_mark.hpp>
+#include <pods/storage/crc32c.hpp>
+#include <pods/storage/segmented_log_core.hpp>
+#include <pods/time/generation_clock.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace pods {
+
+// A StateMachine receives the committed commands in index order.
+// Semantic requirements the compiler cannot check:
+//   - apply is deterministic: the same commands in the same order give the same state on
+//     every server;
+//   - restore(snapshot()) gives back the same state.
+// clang-format off
+template <class S>
+concept StateMachine = requires(S& s, const S& cs, std::uint64_t index,
+                                std::span<const std::byte> bytes) {
+  s.apply(index, bytes);
+  { cs.snapshot() } -> std::convertible_to<std::vector<std::byte>>;
+  s.restore(bytes);
+};
+// clang-format on
+
+// One entry of the replicated log: the term of the leader that appended it and a command (or
+// a leader's no-op).
+struct RaftEntry {
+  std::uint64_t term = 0;
+  bool noop = false;
+  std::vector<std::byte> command;
+
+  friend bool operator==(const RaftEntry&, const RaftEntry&) = default;
+};
+
+// A candidate's (or pre-candidate's) request for a vote (§5.2, §9.6).
+struct RequestVote {
+  std::uint64_t term = 0;  // the candidate's term (for a pre-vote: the term it would start)
+  std::uint64_t last_log_index = 0;
+  std::uint64_t last_log_term = 0;
+  bool pre_vote = false;
+
+  friend bool operator==(const RequestVote&, const RequestVote&) = default;
+};
+
+// The answer to a RequestVote.
+struct VoteReply {
+  std::uint64_t term = 0;  // the voter's term (for a granted pre-vote: the request's term)
+  bool granted = false;
+  bool pre_vote = false;
+
+  friend bool operator==(const VoteReply&, const VoteReply&) = default;
+};
+
+// The leader's replication message (§5.3); with no entries, a heartbeat.
+struct AppendEntries {
+  std::uint64_t term = 0;
+  std::uint64_t prev_index = 0;  // the entry before `entries`
+  std::uint64_t prev_term = 0;
+  std::uint64_t commit = 0;  // the leader's high-water mark
+  std::vector<RaftEntry> entries;
+
+  friend bool operator==(const AppendEntries&, const AppendEntries&) = default;
+};
+
+// The answer to an AppendEntries.
+struct AppendReply {
+  std::uint64_t term = 0;
+  bool success = false;
+  std::uint64_t match_index = 0;     // success: the last index known to match the leader's
+  std::uint64_t conflict_term = 0;   // refusal: the follower's term at prev_index (0: none)
+  std::uint64_t conflict_index = 0;  // refusal: first index of conflict_term, or last + 1
+
+  friend bool operator==(const AppendReply&, const AppendReply&) = default;
+};
+
+using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries, AppendReply>;
+
+// The wire format of ReplicatedLogMessage: a version byte (1), a tag byte (0..3 in variant
+// order), then the fields in declaration order, little-endian; booleans one byte (0 or 1),
+// entries as a count then (term, noop, length-prefixed command).
+struct ReplicatedLogMessageCodec {
+  static constexpr std::uint8_t version = 1;
+
+  // Appends the encoding of `m` to `out`. Allocates as out grows.
+  void encode(const ReplicatedLogMessage& m, Buffer& out) const {
+    wire::Writer w(out);
+    w.u8(version);
+    w.u8(static_cast<std::uint8_t>(m.index()));
+    std::visit([&](const auto& v) { put(w, v); }, m);
+  }
+
+  // Decodes one message from exactly `bytes`. Allocates. Throws pods::CorruptionError naming
+  // the message and the offset for a wrong version or tag, a truncated field, a boolean other
+  // than 0 or 1, or trailing bytes.
+  ReplicatedLogMessage decode(std::span<const std::byte> bytes) const {
+    wire::Reader r(bytes, "ReplicatedLogMessage");
+    if (r.u8() != version) throw CorruptionError("ReplicatedLogMessage", 0, "unknown version");
+    const std::uint8_t tag = r.u8();
+    ReplicatedLogMessage m;
+    switch (tag) {
+      case 0: {
+        RequestVote v;
+        v.term = r.u64();
+        v.last_log_index = r.u64();
+        v.last_log_term = r.u64();
+        v.pre_vote = r.boolean();
+        m = v;
+        break;
+      }
+      case 1: {
+        VoteReply v;
+        v.term = r.u64();
+        v.granted = r.boolean();
+        v.pre_vote = r.boolean();
+        m = v;
+        break;
+      }
+      case 2: {
+        AppendEntries a;
+        a.term = r.u64();
+        a.prev_index = r.u64();
+        a.prev_term = r.u64();
+        a.commit = r.u64();
+        const std::size_t n = r.count(8 + 1 + 1);
+        a.entries.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          RaftEntry e;
+          e.term = r.u64();
+          e.noop = r.boolean();
+          e.command = r.bytes();
+          a.entries.push_back(std::move(e));
+        }
+        m = std::move(a);
+        break;
+      }
+      case 3: {
+        AppendReply a;
+        a.term = r.u64();
+        a.success = r.boolean();
+        a.match_index = r.u64();
+        a.conflict_term = r.u64();
+        a.conflict_index = r.u64();
+        m = a;
+        break;
+      }
+      default:
+        throw CorruptionError("ReplicatedLogMessage", 1, "unknown message tag");
+    }
+    r.expect_end();
+    return m;
+  }
+
+ private:
+  static void put(wire::Writer& w, const RequestVote& v) {
+    w.u64(v.term);
+    w.u64(v.last_log_index);
+    w.u64(v.last_log_term);
+    w.boolean(v.pre_vote);
+  }
+  static void put(wire::Writer& w, const VoteReply& v) {
+    w.u64(v.term);
+    w.boolean(v.granted);
+    w.boolean(v.pre_vote);
+  }
+  static void put(wire::Writer& w, const AppendEntries& a) {
+    w.u64(a.term);
+    w.u64(a.prev_index);
+    w.u64(a.prev_term);
+    w.u64(a.commit);
+    w.count(a.entries.size());
+    for (const RaftEntry& e : a.entries) {
+      w.u64(e.term);
+      w.boolean(e.noop);
+      w.bytes(e.command);
+    }
+  }
+  static void put(wire::Writer& w, const AppendReply& a) {
+    w.u64(a.term);
+    w.boolean(a.success);
+    w.u64(a.match_index);
+    w.u64(a.conflict_term);
+    w.u64(a.conflict_index);
+  }
+};
+static_assert(Codec<ReplicatedLogMessageCodec, ReplicatedLogMessage>);
+
+// The rules ReplicatedLog follows. Every member is true in RaftRules; a test may pass a
+// policy that turns one off to show that its checker notices.
+struct RaftRules {
+  static constexpr bool up_to_date_check = true;     // §5.4.1
+  static constexpr bool current_term_commit = true;  // §5.4.2
+  static constexpr bool durable_vote = true;         // §5.2, Figure 2 "persistent state"
+};
+
+struct ReplicatedLogOptions {
+  NodeId self = 0;
+  std::vector<NodeId> voters;  // every server of the cluster, self included
+  std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(50);
+  std::chrono::nanoseconds election_timeout_min = std::chrono::milliseconds(300);
+  std::chrono::nanoseconds election_timeout_max = std::chrono::milliseconds(600);
+  std::size_t window = 4;              // unanswered AppendEntries per follower
+  std::size_t max_batch_entries = 64;  // entries per AppendEntries
+  bool pre_vote = true;                // §9.6
+  bool check_quorum = true;            // §6
+  std::uint64_t seed = 0;              // election jitter
+  LogOptions log{};                    // the storage log's segments (sync is managed here)
+};
+
+enum class RaftRole { follower, pre_candidate, candidate, leader };
+
+namespace detail {
+
+// The id of the segment holding the durable term and vote: no log segment has it (segment ids
+// are first indices, at most SegmentedLog's max_index).
+inline constexpr std::uint64_t raft_state_segment = std::numeric_limits<std::uint64_t>::max();
+
+// A SegmentStorage view that hides the state segment, so that the log sees only its own.
+template <SegmentStorage S>
+class RaftLogStorage {
+ public:
+  explicit RaftLogStorage(S storage) : s_(std::move(storage)) {}
+  std::vector<std::uint64_t> list() const {
+    std::vector<std::uint64_t> ids = s_.list();
+    std::erase(ids, raft_state_segment);
+    return ids;
+  }
+  void create(std::uint64_t id) { s_.create(id); }
+  void append(std::uint64_t id, std::span<const std::byte> b) { s_.append(id, b); }
+  std::size_t read(std::uint64_t id, std::uint64_t at, std::span<std::byte> out) const {
+    return s_.read(id, at, out);
+  }
+  std::uint64_t size(std::uint64_t id) const { return s_.size(id); }
+  void sync(std::uint64_t id) { s_.sync(id); }
+  void truncate(std::uint64_t id, std::uint64_t n) { s_.truncate(id, n); }
+  void remove(std::uint64_t id) { s_.remove(id); }
+  std::string name(std::uint64_t id) const { return std::string(s_.name(id)); }
+  void acquire_writer() requires requires(S& s) { s.acquire_writer(); }
+  { s_.acquire_writer(); }
+  void release_writer() noexcept requires requires(S& s) { s.release_writer(); }
+  { s_.release_writer(); }
+
+ private:
+  S s_;
+};
+
+}  // namespace detail
+
+template <SegmentStorage Storage, Transport<ReplicatedLogMessage> T, PhysicalClock Clock,
+          StateMachine SM, class Rules = RaftRules>
+class ReplicatedLog {
+ public:
+  using Message = ReplicatedLogMessage;
+  using time_point = typename Clock::time_point;
+
+  // Opens the server's durable state (term, vote, log) from `storage` (a copy is kept) and
+  // starts as a follower. `machine` is retained by reference and must outlive the log; it
+  // should be empty: committed entries are applied from index 1 as the mark is learnt.
+  // Throws std::invalid_argument naming the option when options break a rule,
+  // pods::CorruptionError for bad durable state, what the storage throws.
+  ReplicatedLog(Storage storage, T transport, Clock clock, SM& machine,
+                ReplicatedLogOptions options)
+      : options_(validated(std::move(options))),
+        storage_(storage),
+        log_(detail::RaftLogStorage<Storage>(storage), options_.log),
+        transport_(std::move(transport)),
+        clock_(std::move(clock)),
+        machine_(machine),
+        quorum_(options_.voters),
+        mark_(quorum_),
+        random_(options_.seed) {
+    recover_state();
+    for (const LogEntry& e : log_.entries()) {
+      terms_.push_back(decode_entry(e.index, e.payload).term);
+    }
+    synced_ = last_index();
+    reset_election_timer();
+  }
+
+  ReplicatedLog(const ReplicatedLog&) = delete;
+  ReplicatedLog& operator=(const ReplicatedLog&) = delete;
+
+  // Appends `command` (copied) to the log when this server leads and returns its index; the
+  // entry is synced, replicated and applied by later tick() and receive() calls. Returns
+  // Errc::not_leader otherwise (leader() names the leader when known). Allocates.
+  Outcome<std::uint64_t> propose(std::span<const std::byte> command) {
+    if (role_ != RaftRole::leader) return Errc::not_leader;
+    return append_local(RaftEntry{term(), false, {command.begin(), command.end()}});
+  }
+
+  // Handles one message from `from`: votes, appends, counts replies, steps down on a higher
+  // term. Drops and counts a malformed message. May sync the storage and call the state
+  // machine. Throws what the storage and the state machine throw.
+  void receive(NodeId from, Message m) {
+    if (from == options_.self || !quorum_.contains(from)) {
+      ++dropped_;
+      return;
+    }
+    std::visit([&](auto& v) { handle(from, v); }, m);
+  }
+
+  // Fires what is due: an election timeout, a heartbeat, a check-quorum round; syncs what
+  // propose appended and replicates it. Throws what the storage throws.
+  void tick() {
+    const time_point now = clock_.now();
+    if (role_ == RaftRole::leader) {
+      flush();
+      if (options_.check_quorum && now >= quorum_check_at_) check_quorum(now);
+      if (role_ == RaftRole::leader && now >= heartbeat_at_) {
+        heartbeat_at_ = now + options_.heartbeat_interval;
+        for (Peer& p : peers_) {
+          p.in_flight = 0;
+          if (p.matched) p.next = std::min(p.next, mark_.match(p.id) + 1);  // resend
+          send_append(p, true);
+        }
+      }
+    } else if (now >= election_at_) {
+      start_election(options_.pre_vote);
+    }
+  }
+
+  // Returns when tick() next has work: now when entries wait to be synced, else the next
+  // heartbeat, check-quorum round or election timeout.
+  time_point next_deadline() const {
+    if (role_ == RaftRole::leader) {
+      if (synced_ < last_index()) return clock_.now();
+      return options_.check_quorum ? std::min(heartbeat_at_, quorum_check_at_) : heartbeat_at_;
+    }
+    return election_at_;
+  }
+
+  // Returns the current term.
+  std::uint64_t term() const noexcept { return generation_.current(); }
+  // Returns the role.
+  RaftRole role() const noexcept { return role_; }
+  // Returns true when this server leads.
+  bool is_leader() const noexcept { return role_ == RaftRole::leader; }
+  // Returns the leader of the current term when known (the hint after Errc::not_leader).
+  std::optional<NodeId> leader() const noexcept { return leader_; }
+  // Returns the vote cast in the current term (0: none).
+  NodeId voted_for() const noexcept { return vote_; }
+  // Returns the high-water mark (commit index): never decreases while the server runs.
+  std::uint64_t commit_index() const noexcept { return mark_.value(); }
+  // Returns the last index applied to the state machine.
+  std::uint64_t applied_index() const noexcept { return applied_; }
+  // Returns the last index of the log (0 when empty).
+  std::uint64_t last_index() const noexcept { return terms_.size(); }
+  // Returns the term of the entry at `index` (0 for index 0 or beyond the log).
+  std::uint64_t term_at(std::uint64_t index) const noexcept {
+    return index == 0 || index > terms_.size() ? 0 : terms_[index - 1];
+  }
+  // Returns the entry at `index`, or nullopt outside the log. Allocates.
+  std::optional<RaftEntry> entry(std::uint64_t index) const {
+    std::optional<LogEntry> raw = log_.read(index);
+    if (!raw) return std::nullopt;
+    return decode_entry(index, raw->payload);
+  }
+  // Returns how many malformed messages were dropped.
+  std::uint64_t dropped() const noexcept { return dropped_; }
+  // Returns the options.
+  const ReplicatedLogOptions& options() const noexcept { return options_; }
+
+ private:
+  struct Peer {
+    NodeId id;
+    std::uint64_t next = 1;     // the next index to send (§5.3 nextIndex)
+    std::size_t in_flight = 0;  // AppendEntries sent and not answered
+    bool heard = false;         // answered since the last check-quorum round
+    bool matched = false;       // has acknowledged an AppendEntries in this term
+  };
+
+  // ---- options and durable state ------------------------------------------------------
+
+  static ReplicatedLogOptions validated(ReplicatedLogOptions o) {
+    auto fail = [](const char* what) {
+      std::string message = "ReplicatedLog: options.";
+      message += what;
+      throw std::invalid_argument(message);
+    };
+    if (o.voters.empty()) fail("voters must not be empty");
+    if (std::find(o.voters.begin(), o.voters.end(), o.self) == o.voters.end()) {
+      fail("voters must contain options.self");
+    }
+    if (std::find(o.voters.begin(), o.voters.end(), NodeId{0}) != o.voters.end()) {
+      fail("voters must not contain node 0");
+    }
+    if (o.heartbeat_interval.count() <= 0) fail("heartbeat_interval must be positive");
+    if (o.election_timeout_min <= o.heartbeat_interval) {
+      fail("election_timeout_min must be greater than heartbeat_interval");
+    }
+    if (o.election_timeout_max < o.election_timeout_min) {
+      fail("election_timeout_max must not be less than election_timeout_min");
+    }
+    if (o.window == 0) fail("window must be at least 1");
+    if (o.max_batch_entries == 0) fail("max_batch_entries must be at least 1");
+    return o;
+  }
+
+  // The durable state is a sequence of 20-byte records (term, vote, crc32c of both) in the
+  // state segment; the last whole record whose checksum holds is the state.
+  static constexpr std::size_t state_record = 20;
+
+  void recover_state() {
+    const std::uint64_t id = detail::raft_state_segment;
+    const std::vector<std::uint64_t> ids = storage_.list();
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      storage_.create(id);
+      return;
+    }
+    const std::uint64_t size = storage_.size(id);
+    std::vector<std::byte> bytes(static_cast<std::size_t>(size));
+    const std::size_t got = storage_.read(id, 0, bytes);
+    std::size_t valid = 0;
+    std::uint64_t term = 0;
+    for (std::size_t at = 0; at + state_record <= got; at += state_record) {
+      wire::Reader r(std::span<const std::byte>(bytes.data() + at, state_record), "raft state");
+      const std::uint64_t t = r.u64();
+      const std::uint64_t v = r.u64();
+      const std::uint32_t crc = r.u32();
+      if (crc != crc32c(bytes.data() + at, 16)) break;  // a torn or garbled tail
+      term = t;
+      vote_ = v;
+      valid = at + state_record;
+    }
+    if (valid != size) storage_.truncate(id, valid);
+    generation_.observe(term);
+  }
+
+  // Makes the term and vote durable (§5.2: before the vote is sent).
+  void persist_state() {
+    Buffer record;
+    wire::Writer w(record);
+    w.u64(term());
+    w.u64(vote_);
+    w.u32(crc32c(record.data(), record.size()));
+    storage_.append(detail::raft_state_segment, record);
+    if constexpr (Rules::durable_vote) storage_.sync(detail::raft_state_segment);
+  }
+
+  // Adopts a higher `t` as a follower with no vote (§5.1: a server that sees a higher term
+  // updates its own and reverts to follower).
+  void become_follower(std::uint64_t t, std::optional<NodeId> leader) {
+    if (t > term()) {
+      generation_.observe(t);
+      vote_ = 0;
+      persist_state();
+    }
+    role_ = RaftRole::follower;
+    leader_ = leader;
+    peers_.clear();
+  }
+
+  // ---- the log ------------------------------------------------------------------------
+
+  static void encode_entry(const RaftEntry& e, Buffer& out) {
+    wire::Writer w(out);
+    w.u64(e.term);
+    w.boolean(e.noop);
+    w.bytes(e.command);
+  }
+
+  RaftEntry decode_entry(std::uint64_t index, std::span<const std::byte> payload) const {
+    std::string what = "replicated log entry ";
+    what += std::to_string(index);
+    wire::Reader r(payload, what);
+    RaftEntry e;
+    e.term = r.u64();
+    e.noop = r.boolean();
+    e.command = r.bytes();
+    r.expect_end();
+    return e;
+  }
+
+  std::uint64_t append_local(const RaftEntry& e) {
+    buffer_.clear();
+    encode_entry(e, buffer_);
+    const std::uint64_t index = log_.append(buffer_);
+    terms_.push_back(e.term);
+    return index;
+  }
+
+  void sync_log() {
+    if (synced_ == last_index()) return;
+    log_.sync();
+    synced_ = last_index();
+  }
+
+  void truncate_after(std::uint64_t index) {
+    log_.truncate_after(index);
+    terms_.resize(static_cast<std::size_t>(index));
+    synced_ = std::min(synced_, index);
+  }
+
+  // ---- elections ----------------------------------------------------------------------
+
+  void reset_election_timer() {
+    const auto span = options_.election_timeout_max - options_.election_timeout_min;
+    const auto jitter = std::chrono::nanoseconds(
+        static_cast<std::int64_t>(random_.below(static_cast<std::uint64_t>(span.count()) + 1)));
+    election_at_ = clock_.now() + options_.election_timeout_min + jitter;
+  }
+
+  bool leader_lease_holds() const {
+    if (role_ == RaftRole::leader) return options_.check_quorum;
+    return options_.check_quorum && heard_leader_ &&
+           clock_.now() < heard_leader_at_ + options_.election_timeout_min;
+  }
+
+  // §5.4.1: the candidate's log is at least as up to date as ours.
+  bool up_to_date(const RequestVote& v) const {
+    if constexpr (!Rules::up_to_date_check) return true;
+    const std::uint64_t my_term = term_at(last_index());
+    if (v.last_log_term != my_term) return v.last_log_term > my_term;
+    return v.last_log_index >= last_index();
+  }
+
+  // §5.2 (and §9.6 for a pre-vote): asks every voter for its vote.
+  void start_election(bool pre) {
+    reset_election_timer();
+    leader_.reset();
+    votes_.clear();
+    if (pre) {
+      role_ = RaftRole::pre_candidate;
+    } else {
+      role_ = RaftRole::candidate;
+      generation_.next();
+      vote_ = options_.self;
+      persist_state();  // our own vote, durable before anyone learns of the election
+    }
+    votes_.push_back({options_.self, true});
+    const RequestVote request{pre ? term() + 1 : term(), last_index(), term_at(last_index()), pre};
+    if (tally() == VoteResult::won) return won(pre);
+    for (NodeId id : quorum_.voters()) {
+      if (id != options_.self) transport_.send(id, request);
+    }
+  }
+
+  VoteResult tally() const {
+    return quorum_
+        .tally([this](NodeId id) -> std::optional<bool> {
+          for (const auto& [voter, granted] : votes_) {
+            if (voter == id) return granted;
+          }
+          return std::nullopt;
+        })
+        .result;
+  }
+
+  void won(bool pre) {
+    if (pre) return start_election(false);
+    become_leader();
+  }
+
+  // §5.3, §5.4.2: a new leader starts every follower at its last index + 1, forgets the
+  // match indices and appends a no-op, which commits the entries of earlier terms with it.
+  void become_leader() {
+    role_ = RaftRole::leader;
+    leader_ = options_.self;
+    mark_.reset_matches();
+    peers_.clear();
+    append_local(RaftEntry{term(), true, {}});
+    for (NodeId id : quorum_.voters()) {
+      if (id != options_.self) peers_.push_back(Peer{id, last_index(), 0, false, false});
+    }
+    const time_point now = clock_.now();
+    quorum_check_at_ = now + options_.election_timeout_min;
+    heartbeat_at_ = now + options_.heartbeat_interval;  // the no-op announces the term
+  }
+
+  void handle(NodeId from, const RequestVote& v) {
+    if (v.pre_vote) {
+      // §9.6: grant when we would vote in that term; our own term does not change.
+      const bool granted = v.term > term() && !leader_lease_holds() && up_to_date(v);
+      transport_.send(from, VoteReply{granted ? v.term : term(), granted, true});
+      return;
+    }
+    // §6: a server that heard from a leader within the minimum election timeout ignores
+    // the request, so a removed or rejoining server cannot depose a working leader.
+    if (v.term > term() && leader_lease_holds()) return;
+    if (v.term > term()) become_follower(v.term, std::nullopt);
+    bool granted = false;
+    if (v.term == term() && (vote_ == 0 || vote_ == from) && up_to_date(v)) {
+      // §5.2: at most one vote per term, durable before the reply is sent.
+      if (vote_ != from) {
+        vote_ = from;
+        persist_state();
+      }
+      granted = true;
+      reset_election_timer();
+    }
+    transport_.send(from, VoteReply{term(), granted, false});
+  }
+
+  void handle(NodeId from, const VoteReply& v) {
+    if (v.term > term() && !(v.pre_vote && v.granted)) {
+      become_follower(v.term, std::nullopt);
+      return;
+    }
+    const bool current = v.pre_vote ? role_ == RaftRole::pre_candidate && v.term == term() + 1
+                                    : role_ == RaftRole::candidate && v.term == term();
+    if (!current) return;
+    for (const auto& [voter, granted] : votes_) {
+      if (voter == from) return;  // a duplicate
+    }
+    votes_.push_back({from, v.granted});
+    const VoteResult r = tally();
+    if (r == VoteResult::won) won(v.pre_vote);
+  }
+
+  // ---- replication --------------------------------------------------------------------
+
+  // Syncs what was appended and counts the leader's own copy (§5.4.2 via HighWaterMark).
+  void flush() {
+    if (synced_ == last_index()) return;
+    sync_log();
+    mark_.acknowledge(options_.self, synced_);
+    advance_commit();
+    for (Peer& p : peers_)
+      send_append(p, false);
+  }
+
+  // Sends up to the window of AppendEntries to `p` (one, possibly empty, when `heartbeat`).
+  void send_append(Peer& p, bool heartbeat) {
+    bool sent = false;
+    while (p.in_flight < options_.window && (p.next <= synced_ || (heartbeat && !sent))) {
+      AppendEntries a{term(), p.next - 1, term_at(p.next - 1), mark_.value(), {}};
+      const std::uint64_t end =
+          std::min<std::uint64_t>(synced_, p.next - 1 + options_.max_batch_entries);
+      for (std::uint64_t i = p.next; i <= end; ++i) {
+        a.entries.push_back(*entry(i));
+      }
+      p.next = end + 1 > p.next ? end + 1 : p.next;
+      ++p.in_flight;
+      sent = true;
+      transport_.send(p.id, std::move(a));
+    }
+  }
+
+  void advance_commit() {
+    const std::uint64_t t = term();
+    const bool moved = mark_.advance([&](std::uint64_t index) {
+      if constexpr (Rules::current_term_commit) return term_at(index) == t;
+      return true;
+    });
+    if (moved) apply_committed();
+  }
+
+  void apply_committed() {
+    const std::uint64_t upto = std::min(mark_.value(), last_index());
+    while (applied_ < upto) {
+      const std::uint64_t index = applied_ + 1;
+      RaftEntry e = *entry(index);
+      applied_ = index;
+      if (!e.noop) machine_.apply(index, e.command);
+    }
+  }
+
+  void handle(NodeId from, AppendEntries& a) {
+    if (a.entries.size() > std::numeric_limits<std::uint32_t>::max() ||
+        a.prev_index > std::numeric_limits<std::uint64_t>::max() / 2) {
+      ++dropped_;
+      return;
+    }
+    if (a.term < term()) {  // §5.1: a stale leader learns the current term from the reply
+      transport_.send(from, AppendReply{term(), false, 0, 0, 0});
+      return;
+    }
+    if (a.term > term() || role_ != RaftRole::follower || leader_ != from) {
+      if (role_ == RaftRole::leader && a.term == term()) {  // two leaders in one term
+        ++dropped_;
+        return;
+      }
+      become_follower(a.term, from);
+    }
+    heard_leader_ = true;
+    heard_leader_at_ = clock_.now();
+    reset_election_timer();
+    // §5.3: refuse unless we hold the entry before the new ones, with a back-off hint.
+    if (a.prev_index > last_index()) {
+      transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1});
+      return;
+    }
+    if (term_at(a.prev_index) != a.prev_term) {
+      const std::uint64_t ct = term_at(a.prev_index);
+      std::uint64_t first = a.prev_index;
+      while (first > 1 && term_at(first - 1) == ct)
+        --first;
+      transport_.send(from, AppendReply{term(), false, 0, ct, first});
+      return;
+    }
+    // §5.3: skip what we hold, truncate at the first conflict, append the rest.
+    std::uint64_t index = a.prev_index;
+    for (RaftEntry& e : a.entries) {
+      ++index;
+      if (index <= last_index()) {
+        if (term_at(index) == e.term) continue;
+        if (index <= mark_.value()) {  // would cut a committed entry: a malformed message
+          ++dropped_;
+          return;
+        }
+        truncate_after(index - 1);
+      }
+      append_local(e);
+    }
+    sync_log();  // acknowledge only what is durable
+    const std::uint64_t verified = a.prev_index + a.entries.size();
+    if (mark_.follow(std::min(a.commit, verified))) apply_committed();
+    transport_.send(from, AppendReply{term(), true, verified, 0, 0});
+  }
+
+  void handle(NodeId from, const AppendReply& r) {
+    if (r.term > term()) {
+      become_follower(r.term, std::nullopt);
+      return;
+    }
+    if (role_ != RaftRole::leader || r.term != term()) return;
+    Peer* p = peer(from);
+    if (!p) return;
+    if (r.success && r.match_index > last_index()) {
+      ++dropped_;
+      return;
+    }
+    p->heard = true;
+    if (p->in_flight > 0) --p->in_flight;
+    if (r.success) {
+      p->matched = true;
+      if (mark_.acknowledge(from, r.match_index)) advance_commit();
+      p->next = std::max(p->next, r.match_index + 1);
+    } else {
+      // §5.3 fast back-off: skip the follower's whole conflicting term at once.
+      std::uint64_t next = r.conflict_index;
+      if (r.conflict_term != 0) {
+        for (std::uint64_t i = std::min(r.conflict_index, last_index()); i > 0; --i) {
+          if (term_at(i) == r.conflict_term) {
+            next = i + 1;
+            break;
+          }
+          if (term_at(i) < r.conflict_term) break;
+        }
+      }
+      next = std::clamp<std::uint64_t>(next, mark_.match(from) + 1, last_index() + 1);
+      if (next >= p->next) return;  // an old refusal
+      p->next = next;
+      p->in_flight = 0;
+    }
+    send_append(*p, false);
+  }
+
+  // §6: a leader that did not hear from a majority within an election timeout steps down.
+  void check_quorum(time_point now) {
+    std::size_t heard = 1;
+    for (Peer& p : peers_) {
+      heard += p.heard ? 1 : 0;
+      p.heard = false;
+    }
+    quorum_check_at_ = now + options_.election_timeout_min;
+    if (heard < quorum_.quorum_size()) {
+      become_follower(term(), std::nullopt);
+      reset_election_timer();
+    }
+  }
+
+  Peer* peer(NodeId id) {
+    for (Peer& p : peers_) {
+      if (p.id == id) return &p;
+    }
+    return nullptr;
+  }
+
+  ReplicatedLogOptions options_;
+  Storage storage_;
+  SegmentedLog<detail::RaftLogStorage<Storage>> log_;
+  T transport_;
+  Clock clock_;
+  SM& machine_;
+  MajorityQuorum quorum_;
+  HighWaterMark mark_;
+  Random random_;
+  GenerationClock<SingleThreaded> generation_;
+  NodeId vote_ = 0;
+  RaftRole role_ = RaftRole::follower;
+  std::optional<NodeId> leader_;
+  std::vector<std::uint64_t> terms_;  // terms_[i - 1]: the term of entry i
+  std::uint64_t synced_ = 0;
+  std::uint64_t applied_ = 0;
+  std::vector<std::pair<NodeId, bool>> votes_;
+  std::vector<Peer> peers_;
+  time_point election_at_{};
+  time_point heartbeat_at_{};
+  time_point quorum_check_at_{};
+  time_point heard_leader_at_{};
+  bool heard_leader_ = false;
+  std::uint64_t dropped_ = 0;
+  Buffer buffer_;
+};
+
+}  // namespace pods
