@@ -491,7 +491,9 @@ TEST_CASE("tcp: bad frames close the connection, are counted, never reach the ha
   REQUIRE(seen.size() == 1);
   INFO(seen[0]);
   CHECK(seen[0].find("frame from node 1 (127.0.0.1:") != std::string::npos);
-  CHECK(seen[0].find("offset " + std::to_string(first)) != std::string::npos);
+  std::string at_offset = "offset ";
+  at_offset += std::to_string(first);
+  CHECK(seen[0].find(at_offset) != std::string::npos);
   CHECK(seen[0].find(reason) != std::string::npos);
   const auto got = at_b.messages();
   REQUIRE(got.size() == 1);
