@@ -36,16 +36,26 @@ std::string assignment(const Node& n) {
   return out;
 }
 
-void show(const char* when, pods::sim::Cluster<Node, Msg>& cluster) {
+// Prints every node's view; returns whether every live node computes the same assignment.
+bool show(const char* when, pods::sim::Cluster<Node, Msg>& cluster) {
   std::printf("%s\n", when);
+  std::vector<std::string> views;
   for (pods::NodeId id : cluster.ids()) {
     if (const Node* n = cluster.node(id)) {
+      views.push_back(assignment(*n));
       std::printf("  node %llu (generation %llu): %s\n", static_cast<unsigned long long>(id),
-                  static_cast<unsigned long long>(n->generation()), assignment(*n).c_str());
+                  static_cast<unsigned long long>(n->generation()), views.back().c_str());
     } else {
       std::printf("  node %llu: crashed\n", static_cast<unsigned long long>(id));
     }
   }
+  for (const std::string& v : views) {
+    if (v != views.front()) {
+      std::printf("  the live nodes disagree\n");
+      return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace
@@ -65,11 +75,14 @@ int main() {
     sim.run_for(200ms);
   }
   sim.run_for(1s);
-  show("all five joined:", cluster);
+  bool agree = show("all five joined:", cluster);
   cluster.crash(1);
   sim.run_for(1s);
-  show("after the coordinator (node 1) crashed:", cluster);
+  agree = show("after the coordinator (node 1) crashed:", cluster) && agree;
   cluster.restart(1);
   sim.run_for(1s);
-  show("after node 1 restarted (it joins again, as the youngest):", cluster);
+  agree = show("after node 1 restarted (it joins again, as the youngest):", cluster) && agree;
+  std::printf("%s\n", agree ? "every live node computed the same assignment each time"
+                            : "FAILED: the views differ");
+  return agree ? 0 : 1;
 }
