@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -123,4 +124,78 @@ TEST_CASE("wire: a bool byte other than 0 or 1, and trailing bytes, are corrupti
   (void)tail.u8();
   CHECK_THROWS_WITH(tail.expect_end(),
                     "corrupt data in vote at offset 1: 1 unexpected trailing bytes");
+}
+
+TEST_CASE("wire: header writes the version byte then the kind byte, pinned bytes", "[wire]") {
+  pods::Buffer out;
+  pods::wire::Writer w(out);
+  w.header(3, 0);
+  w.header(1, 255);
+  CHECK(out == bytes_of({0x03, 0x00, 0x01, 0xFF}));
+  pods::wire::Reader r(out, "pinned");
+  CHECK(r.header(3, 1) == 0);
+  CHECK(r.header(1, 256) == 255);
+  r.expect_end();
+  CHECK_THROWS_MATCHES(
+      w.header(1, 256), std::invalid_argument,
+      Catch::Message("pods::wire::Writer::header: kind must fit in a byte, got 256"));
+  CHECK(out.size() == 4);  // a refused header writes nothing
+}
+
+TEST_CASE("wire: header refuses an unknown version or a kind past the last, at its offset",
+          "[wire]") {
+  const pods::Buffer good = bytes_of({0x07, 0x01, 0x02, 0x02});
+  pods::wire::Reader ok(good, "m");
+  CHECK(ok.u8() == 0x07);  // a header need not open the input: offsets are the reader's own
+  CHECK(ok.header(1, 3) == 2);
+  CHECK(ok.offset() == 3);
+
+  pods::wire::Reader bad_version(good, "m");
+  bad_version.u8();
+  CHECK_THROWS_MATCHES(bad_version.header(2, 3), pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 1: unknown version 1"));
+  pods::wire::Reader bad_kind(good, "m");
+  bad_kind.u8();
+  CHECK_THROWS_MATCHES(bad_kind.header(1, 2), pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 2: unknown message kind 2"));
+  pods::wire::Reader named(good, "m");
+  named.u8();
+  CHECK_THROWS_MATCHES(named.header(1, 2, {.version = "format version", .kind = "tag"}),
+                       pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 2: unknown tag 2"));
+  pods::wire::Reader named_version(good, "m");
+  CHECK_THROWS_MATCHES(named_version.header(1, 2, {.version = "format version", .kind = "tag"}),
+                       pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 0: unknown format version 7"));
+
+  // A header cut short is a truncated u8, as any other field.
+  const pods::Buffer empty;
+  pods::wire::Reader none(empty, "m");
+  CHECK_THROWS_MATCHES(
+      none.header(1, 1), pods::CorruptionError,
+      Catch::Message("corrupt data in m at offset 0: truncated: a u8 needs 1 bytes, 0 remain"));
+  const pods::Buffer one = bytes_of({0x01});
+  pods::wire::Reader half(one, "m");
+  CHECK_THROWS_MATCHES(
+      half.header(1, 1), pods::CorruptionError,
+      Catch::Message("corrupt data in m at offset 1: truncated: a u8 needs 1 bytes, 0 remain"));
+}
+
+TEST_CASE("wire: expect_version alone, and kind with a first kind number other than 0", "[wire]") {
+  const pods::Buffer in = bytes_of({0x01, 0x00, 0x01, 0x02, 0x03});
+  pods::wire::Reader r(in, "m");
+  r.expect_version(1);
+  CHECK_THROWS_MATCHES(r.kind(2, "kind", 1), pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 1: unknown kind 0"));
+  pods::wire::Reader s(in, "m");
+  s.expect_version(1, "lease message version");
+  s.u8();
+  CHECK(s.kind(2, "kind", 1) == 0);
+  CHECK(s.kind(2, "kind", 1) == 1);
+  CHECK_THROWS_MATCHES(s.kind(2, "kind", 1), pods::CorruptionError,
+                       Catch::Message("corrupt data in m at offset 4: unknown kind 3"));
+  pods::wire::Reader t(in, "m");
+  CHECK_THROWS_MATCHES(
+      t.expect_version(2, "lease message version"), pods::CorruptionError,
+      Catch::Message("corrupt data in m at offset 0: unknown lease message version 1"));
 }

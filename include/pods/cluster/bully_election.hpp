@@ -103,8 +103,7 @@ struct MessageCodec {
   // Appends the encoding of `m` to `out`.
   void encode(const Message& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     std::visit([&](const auto& x) { w.u64(x.epoch); }, m);
   }
 
@@ -112,12 +111,8 @@ struct MessageCodec {
   // the offset) on an unknown version or kind, a truncated epoch or trailing bytes.
   Message decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "bully message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      r.fail(0, "unknown version " + std::to_string(v));
-    }
-    const std::uint8_t kind = r.u8();
     Message m;
-    switch (kind) {
+    switch (r.header(version, std::variant_size_v<Message>)) {
       case 0:
         m = Election{r.u64()};
         break;
@@ -127,8 +122,6 @@ struct MessageCodec {
       case 2:
         m = Coordinator{r.u64()};
         break;
-      default:
-        r.fail(1, "unknown message kind " + std::to_string(kind));
     }
     r.expect_end();
     return m;

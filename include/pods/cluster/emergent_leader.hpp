@@ -116,8 +116,7 @@ struct MessageCodec {
   // Appends the encoding of `m` to `out`.
   void encode(const Message& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     if (const auto* j = std::get_if<Join>(&m)) {
       w.u64(j->nonce);
       return;
@@ -137,11 +136,7 @@ struct MessageCodec {
   // than the bytes left can hold, or trailing bytes. Allocates the list.
   Message decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "emergent leader message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      r.fail(0, "unknown version " + std::to_string(v));
-    }
-    const std::uint8_t kind = r.u8();
-    if (kind > 1) r.fail(1, "unknown message kind " + std::to_string(kind));
+    const std::size_t kind = r.header(version, std::variant_size_v<Message>);
     const std::uint64_t nonce = r.u64();
     Message m;
     if (kind == 0) {

@@ -213,22 +213,15 @@ struct MessageCodec {
   // Appends the encoding of `m` to `out`. Throws std::length_error past 32-bit lengths.
   void encode(const Message& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(format_version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(format_version, m.index());
     std::visit([&](const auto& body) { put(w, body); }, m);
   }
 
   // Returns the message encoded in `bytes`. Allocates. Throws pods::CorruptionError.
   Message decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "gossip message");
-    const std::uint8_t version = r.u8();
-    if (version != format_version) {
-      r.fail(0, "unknown format version " + std::to_string(version));
-    }
-    const std::size_t kind_at = r.offset();
-    const std::uint8_t kind = r.u8();
     Message m;
-    switch (kind) {
+    switch (r.header(format_version, std::variant_size_v<Message>, {.version = "format version"})) {
       case 0:
         m = Ping{r.u64(), records(r)};
         break;
@@ -268,8 +261,6 @@ struct MessageCodec {
         m = std::move(s);
         break;
       }
-      default:
-        r.fail(kind_at, "unknown message kind " + std::to_string(kind));
     }
     r.expect_end();
     return m;

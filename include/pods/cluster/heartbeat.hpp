@@ -387,8 +387,7 @@ struct HeartBeatMessageCodec {
   // Appends the encoding of `m` (18 bytes) to `out`.
   void encode(const HeartBeatMessage& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     const auto& beat = std::get<HeartBeatRequest>(m);
     w.u64(beat.generation);
     w.u64(beat.sequence);
@@ -397,10 +396,7 @@ struct HeartBeatMessageCodec {
   // Returns the message encoded in `bytes`. Throws pods::CorruptionError naming the offset.
   HeartBeatMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "heartbeat message");
-    const std::uint8_t v = r.u8();
-    if (v != version) r.fail(0, "unknown version " + std::to_string(v));
-    const std::uint8_t tag = r.u8();
-    if (tag != 0) r.fail(1, "unknown message tag " + std::to_string(tag));
+    r.header(version, std::variant_size_v<HeartBeatMessage>, {.kind = "message tag"});
     HeartBeatRequest beat;
     beat.generation = r.u64();
     beat.sequence = r.u64();

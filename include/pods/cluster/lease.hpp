@@ -204,8 +204,7 @@ struct LeaseMessageCodec {
   // Appends the encoding of `m` to `out`. Allocates as `out` grows.
   void encode(const LeaseMessage& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     std::visit(
         [&](const auto& x) {
           using X = std::decay_t<decltype(x)>;
@@ -232,20 +231,16 @@ struct LeaseMessageCodec {
   // truncated field or trailing bytes. Allocates the name.
   LeaseMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "lease message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      std::string m = "unknown lease message version ";
-      m += std::to_string(v);
-      r.fail(0, m);
-    }
-    const std::size_t tag_at = r.offset();
-    const std::uint8_t tag = r.u8();
-    LeaseMessage m = decode_body(r, tag, tag_at);
+    const std::size_t tag =
+        r.header(version, std::variant_size_v<LeaseMessage>,
+                 {.version = "lease message version", .kind = "lease message tag"});
+    LeaseMessage m = decode_body(r, tag);
     r.expect_end();
     return m;
   }
 
  private:
-  static LeaseMessage decode_body(wire::Reader& r, std::uint8_t tag, std::size_t tag_at) {
+  static LeaseMessage decode_body(wire::Reader& r, std::size_t tag) {
     const std::uint64_t request = r.u64();
     const std::uint64_t session = tag <= 2 ? r.u64() : 0;
     std::string name = r.string();
@@ -267,7 +262,7 @@ struct LeaseMessageCodec {
         const std::chrono::nanoseconds ttl(r.i64());
         return LeaseGranted{request, std::move(name), token, ttl};
       }
-      case 4: {
+      default: {  // 4, LeaseRefused
         const std::size_t at = r.offset();
         const std::uint8_t reason = r.u8();
         if (reason < 1 || reason > 3) {
@@ -278,11 +273,6 @@ struct LeaseMessageCodec {
         const std::chrono::nanoseconds retry_after(r.i64());
         return LeaseRefused{request, std::move(name), static_cast<LeaseRefusal>(reason),
                             retry_after};
-      }
-      default: {
-        std::string m = "unknown lease message tag ";
-        m += std::to_string(tag);
-        r.fail(tag_at, m);
       }
     }
   }

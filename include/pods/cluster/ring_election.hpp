@@ -125,8 +125,7 @@ struct MessageCodec {
   // Appends the encoding of `m` to `out`.
   void encode(const Message& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     std::visit(
         [&](const auto& x) {
           using X = std::decay_t<decltype(x)>;
@@ -147,12 +146,8 @@ struct MessageCodec {
   // offset) on an unknown version or kind, a truncated field or trailing bytes.
   Message decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "ring message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      r.fail(0, "unknown version " + std::to_string(v));
-    }
-    const std::uint8_t kind = r.u8();
     Message m;
-    switch (kind) {
+    switch (r.header(version, std::variant_size_v<Message>)) {
       case 0: {
         Election e;
         e.epoch = r.u64(), e.candidate = r.u64(), e.hop = r.u64();
@@ -171,8 +166,6 @@ struct MessageCodec {
       case 3:
         m = Heartbeat{r.u64()};
         break;
-      default:
-        r.fail(1, "unknown message kind " + std::to_string(kind));
     }
     r.expect_end();
     return m;

@@ -202,9 +202,7 @@ struct AuthenticatedLinkCodec {
   // message", offset, reason) on an unknown version, a truncated field or trailing bytes.
   AuthenticatedLinkMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "authenticated link message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      r.fail(0, "unknown version " + std::to_string(v));
-    }
+    r.expect_version(version);
     AuthenticatedLinkMessage m;
     m.sender = r.u64();
     m.receiver = r.u64();

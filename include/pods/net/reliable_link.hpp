@@ -139,9 +139,8 @@ class ReliableLinkCodec {
   // when the payload's encoding exceeds 4 GiB - 1.
   void encode(const ReliableLinkMessage<M>& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
+    w.header(version, m.index());
     if (const auto* d = std::get_if<ReliableData<M>>(&m)) {
-      w.u8(0);
       w.u64(d->incarnation);
       w.u64(d->seq);
       w.u64(d->base);
@@ -154,7 +153,6 @@ class ReliableLinkCodec {
         out[length_at + i] = static_cast<std::byte>(n >> (8 * i));
     } else {
       const auto& a = std::get<ReliableAck>(m);
-      w.u8(1);
       w.u64(a.incarnation);
       w.u64(a.data_incarnation);
       w.u64(a.cumulative);
@@ -167,11 +165,7 @@ class ReliableLinkCodec {
   // payload the user's codec rejects (at the payload's offset plus the codec's). Allocates.
   ReliableLinkMessage<M> decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "reliable link message");
-    if (const std::uint8_t v = r.u8(); v != version) {
-      r.fail(0, "unknown version " + std::to_string(v));
-    }
-    const std::uint8_t kind = r.u8();
-    if (kind == 0) {
+    if (r.header(version, std::variant_size_v<ReliableLinkMessage<M>>, {.kind = "kind"}) == 0) {
       const std::uint64_t incarnation = r.u64();
       const std::uint64_t seq = r.u64();
       const std::uint64_t base = r.u64();
@@ -186,7 +180,6 @@ class ReliableLinkCodec {
         r.fail(payload_at + e.offset(), reason);
       }
     }
-    if (kind != 1) r.fail(1, "unknown kind " + std::to_string(kind));
     ReliableAck a;
     a.incarnation = r.u64();
     a.data_incarnation = r.u64();

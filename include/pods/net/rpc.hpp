@@ -188,17 +188,15 @@ class RpcCodec {
   // Appends the encoding of `m` to `out`. Throws std::length_error for a body past 4 GiB - 1.
   void encode(const Message& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
+    w.header(version, kind_request + m.index());
     Buffer body;
     if (const auto* q = std::get_if<0>(&m)) {
-      w.u8(kind_request);
       w.u64(q->session);
       w.u64(q->id);
       request_codec_.encode(q->body, body);
       w.bytes(body);
     } else {
       const auto& r = std::get<1>(m);
-      w.u8(kind_response);
       w.u64(r.session);
       w.u64(r.id);
       if (r.result) {
@@ -216,16 +214,11 @@ class RpcCodec {
   // body its codec rejects (the reason then quotes the body codec's message).
   Message decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "rpc message");
-    const std::uint8_t v = r.u8();
-    if (v != version) r.fail(0, "unknown version " + std::to_string(v));
-    const std::size_t kind_at = r.offset();
-    const std::uint8_t kind = r.u8();
-    if (kind != kind_request && kind != kind_response) {
-      r.fail(kind_at, "unknown kind " + std::to_string(kind));
-    }
+    r.expect_version(version);
+    const std::size_t index = r.kind(std::variant_size_v<Message>, "kind", kind_request);
     const std::uint64_t session = r.u64();
     const std::uint64_t id = r.u64();
-    if (kind == kind_request) {
+    if (index == 0) {
       RpcRequest<Request> q{session, id, body(r, request_codec_, "request body")};
       r.expect_end();
       return Message(std::in_place_index<0>, std::move(q));
@@ -245,8 +238,7 @@ class RpcCodec {
   }
 
  private:
-  static constexpr std::uint8_t kind_request = 1;
-  static constexpr std::uint8_t kind_response = 2;
+  static constexpr std::uint8_t kind_request = 1;  // a response is kind_request + 1
 
   template <class C>
   static auto body(wire::Reader& r, const C& codec, const char* field) {

@@ -9,23 +9,32 @@
 //                CorruptionError at the offset where the bytes went wrong. A sequence count is
 //                checked against the bytes left (each element needs at least one), so a
 //                hostile count cannot make the decoder allocate more than the frame's size.
+//                Every codec opens with the same header, a version byte and a kind byte (the
+//                variant index of the message): Writer::header writes it and Reader::header
+//                reads it back, refusing an unknown version or a kind past the last one, so
+//                no codec repeats that check.
 // Guarantees:    The same values give the same bytes on every platform (little-endian, fixed
 //                widths). Reader never reads outside its span; every failure is a
 //                CorruptionError naming `what`, the offset and the field.
-// Not provided:  Schema evolution: a codec writes its own version byte (Writer::u8) first and
-//                refuses versions it does not know.
+// Not provided:  Schema evolution: a codec writes its own version byte first (Writer::header,
+//                or Writer::u8 when it has one kind) and refuses versions it does not know.
 // Thread safety: thread-compatible values; a Writer or Reader is used by one thread.
 // Errors:        Reader throws pods::CorruptionError(what, offset, reason); Writer throws
 //                std::length_error when a byte string or a count does not fit in 32 bits.
+//                Reader::expect_version, kind and header throw CorruptionError at the
+//                offending byte with "unknown version N" / "unknown message kind N" (the
+//                nouns are the codec's HeaderNames); Writer::header throws
+//                std::invalid_argument("pods::wire::Writer::header: kind must fit in a
+//                byte, got N").
 // Cost:          O(1) per integer; byte strings copy once. Writer may grow its buffer.
 // Example:
 //   pods::Buffer out;
 //   pods::wire::Writer w(out);
-//   w.u8(1);                 // version
+//   w.header(1, 0);          // version 1, kind 0 (the message's variant index)
 //   w.u64(42);
 //   w.string("key");
 //   pods::wire::Reader r(out, "example message");
-//   std::uint8_t version = r.u8();
+//   std::size_t kind = r.header(1, 2);  // version 1, kinds 0 and 1; throws on others
 //   std::uint64_t n = r.u64();
 //   std::string key = r.string();
 //   r.expect_end();          // trailing bytes are corruption too
@@ -45,6 +54,12 @@
 #include <vector>
 
 namespace pods::wire {
+
+// The nouns a codec's header errors use: "unknown <version> N" and "unknown <kind> N".
+struct HeaderNames {
+  std::string_view version = "version";
+  std::string_view kind = "message kind";
+};
 
 // Appends fields to a Buffer it does not own.
 class Writer {
@@ -74,6 +89,17 @@ class Writer {
   // Writes a u32 length and then the characters.
   void string(std::string_view s) {
     bytes({reinterpret_cast<const std::byte*>(s.data()), s.size()});
+  }
+  // Writes a codec's header: the `version` byte, then the `kind` byte (the variant index of the
+  // message). Throws std::invalid_argument when `kind` does not fit in a byte.
+  void header(std::uint8_t version, std::size_t kind) {
+    if (kind > std::numeric_limits<std::uint8_t>::max()) {
+      std::string m = "pods::wire::Writer::header: kind must fit in a byte, got ";
+      m += std::to_string(kind);
+      throw std::invalid_argument(m);
+    }
+    u8(version);
+    u8(static_cast<std::uint8_t>(kind));
   }
   // Writes the number of elements of a sequence that follows, as a u32.
   void count(std::size_t n) {
@@ -153,6 +179,27 @@ class Reader {
     }
     return n;
   }
+  // Reads a version byte and throws "unknown <name> N" at its offset unless it is `version`.
+  void expect_version(std::uint8_t version, std::string_view name = HeaderNames{}.version) {
+    const std::size_t at = pos_;
+    const std::uint8_t v = u8();
+    if (v != version) fail(at, unknown(name, v));
+  }
+  // Reads a kind byte, accepts first .. first + kinds - 1 and returns it less `first` (the
+  // variant index); throws "unknown <name> N" at its offset for any other byte.
+  std::size_t kind(std::size_t kinds, std::string_view name = HeaderNames{}.kind,
+                   std::size_t first = 0) {
+    const std::size_t at = pos_;
+    const std::uint8_t k = u8();
+    if (k < first || k - first >= kinds) fail(at, unknown(name, k));
+    return k - first;
+  }
+  // Reads the header Writer::header writes: checks the version byte is `version` and returns
+  // the kind byte, which must be below `kinds`. Throws as expect_version and kind do.
+  std::size_t header(std::uint8_t version, std::size_t kinds, HeaderNames names = {}) {
+    expect_version(version, names.version);
+    return kind(kinds, names.kind);
+  }
   // Throws unless every byte has been read.
   void expect_end() const {
     if (pos_ != bytes_.size()) {
@@ -170,6 +217,14 @@ class Reader {
   std::size_t remaining() const noexcept { return bytes_.size() - pos_; }
 
  private:
+  static std::string unknown(std::string_view name, std::uint8_t value) {
+    std::string reason = "unknown ";
+    reason += name;
+    reason += ' ';
+    reason += std::to_string(value);
+    return reason;
+  }
+
   std::uint64_t get(std::size_t width, const char* field) {
     if (width > remaining()) {
       std::string reason = "truncated: a ";
