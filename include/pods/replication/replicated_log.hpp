@@ -285,7 +285,6 @@ static_assert(Codec<ReplicatedLogMessageCodec, ReplicatedLogMessage>);
 struct RaftRules {
   static constexpr bool up_to_date_check = true;     // §5.4.1
   static constexpr bool current_term_commit = true;  // §5.4.2
-  static constexpr bool durable_vote = true;         // §5.2, Figure 2 "persistent state"
 };
 
 struct ReplicatedLogOptions {
@@ -529,7 +528,7 @@ class ReplicatedLog {
     w.u64(vote_);
     w.u32(crc32c(record.data(), record.size()));
     storage_.append(detail::raft_state_segment, record);
-    if constexpr (Rules::durable_vote) storage_.sync(detail::raft_state_segment);
+    storage_.sync(detail::raft_state_segment);
   }
 
   // Adopts a higher `t` as a follower with no vote (§5.1: a server that sees a higher term
