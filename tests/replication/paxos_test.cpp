@@ -15,6 +15,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "paxos_harness.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -26,6 +28,10 @@
 #include <vector>
 
 using namespace std::chrono_literals;
+using paxos_test::crashes_only;
+using paxos_test::everything;
+using paxos_test::NoSyncStorage;
+using paxos_test::seeds;
 using pods::Ballot;
 using pods::NodeId;
 using pods::PaxosMessage;
@@ -396,23 +402,6 @@ namespace {
 
 using SimNet = pods::sim::Network<PaxosMessage>;
 
-// A MemoryStorage whose sync does nothing: the mutation "answer before the promise is durable".
-struct NoSyncStorage {
-  pods::MemoryStorage inner;
-  std::vector<std::uint64_t> list() const { return inner.list(); }
-  void create(std::uint64_t id) { inner.create(id); }
-  void append(std::uint64_t id, std::span<const std::byte> b) { inner.append(id, b); }
-  std::size_t read(std::uint64_t id, std::uint64_t at, std::span<std::byte> out) const {
-    return inner.read(id, at, out);
-  }
-  std::uint64_t size(std::uint64_t id) const { return inner.size(id); }
-  void sync(std::uint64_t) {}
-  void truncate(std::uint64_t id, std::uint64_t n) { inner.truncate(id, n); }
-  void remove(std::uint64_t id) { inner.remove(id); }
-  std::string name(std::uint64_t id) const { return inner.name(id); }
-};
-static_assert(pods::SegmentStorage<NoSyncStorage>);
-
 enum class Mutation { none, no_sync, ignore_accepted };
 
 struct World {
@@ -522,30 +511,6 @@ struct RunResult {
   bool all_learned = false;
 };
 
-pods::sim::NemesisOptions everything() {
-  return {.duration = 6s, .quiet = 2s, .max_gap = 400ms, .max_fault = 1000ms};
-}
-
-// Short, frequent crashes (and nothing else): the faults that test durability hardest.
-pods::sim::NemesisOptions crashes_only() {
-  return {.duration = 3s,
-          .quiet = 1s,
-          .min_gap = 10ms,
-          .max_gap = 60ms,
-          .min_fault = 10ms,
-          .max_fault = 100ms,
-          .partitions = false,
-          .one_way = false,
-          .isolation = false,
-          .pauses = false,
-          .clock_steps = false,
-          .clock_drift = false,
-          .loss = false,
-          .duplication = false,
-          .delays = false,
-          .tear = false};
-}
-
 RunResult run(std::uint64_t seed, std::size_t nodes, Mutation mutation,
               pods::sim::NemesisOptions faults = everything(),
               std::chrono::milliseconds spread = 300ms, bool split_until_heal = false) {
@@ -617,14 +582,6 @@ RunResult run(std::uint64_t seed, std::size_t nodes, Mutation mutation,
   result.violation = world.violation;
   if (!result.violation.empty()) result.violation += "\n" + nemesis.describe();
   return result;
-}
-
-std::uint64_t seeds(std::uint64_t fallback) {
-  if (const char* env = std::getenv("PODS_SEEDS")) {
-    const auto n = std::strtoull(env, nullptr, 10);
-    if (n > 0) return n;
-  }
-  return fallback;
 }
 
 }  // namespace
