@@ -5,6 +5,7 @@
 #include <pods/cluster.hpp>
 #include <pods/messaging.hpp>
 #include <pods/policy.hpp>
+#include <pods/replication.hpp>
 #include <pods/sim.hpp>
 #include <pods/storage.hpp>
 #include <pods/time.hpp>

@@ -1,0 +1,8 @@
+// pods/replication.hpp — every header of the replication family: the replicated log, the
+// high-water mark and Paxos.
+#pragma once
+
+#include <pods/replication/high_water_mark.hpp>
+#include <pods/replication/paxos.hpp>
+#include <pods/replication/paxos_log.hpp>
+#include <pods/replication/replicated_log.hpp>
