@@ -527,6 +527,41 @@ TEST_CASE("A server rebuilt from a torn crash keeps its synced log and term", "[
   CHECK(s.log->commit_index() == 0);  // learnt again from the leader
 }
 
+TEST_CASE("A torn term and vote record is cut; a bad earlier one is corruption",
+          "[replicated_log]") {
+  pods::ManualClock clock;
+  Server s(clock, options(1, {1, 2, 3}));
+  s.log->receive(2, RequestVote{4, 0, 0, false});  // records term 4 with vote 2
+  s.log.reset();
+  const std::uint64_t id = pods::detail::raft_state_segment;
+  const std::uint64_t size = s.storage.size(id);
+  REQUIRE(size % 20 == 0);
+  const std::vector<std::byte> partial(13, std::byte{0x5A});
+  s.storage.append(id, partial);  // a record cut short by a crash
+  s.log = std::make_unique<Log>(s.storage, s.out, clock, s.machine, s.opts);
+  CHECK(s.log->term() == 4);
+  CHECK(s.log->voted_for() == 2);
+  CHECK(s.storage.size(id) == size);  // the torn bytes were cut
+  s.log.reset();
+  // Garble the first record's checksum while a later record follows it.
+  std::vector<std::byte> all(static_cast<std::size_t>(size));
+  REQUIRE(s.storage.read(id, 0, all) == size);
+  REQUIRE(size >= 40);
+  s.storage.truncate(id, 0);
+  all[16] ^= std::byte{1};
+  s.storage.append(id, all);
+  s.storage.sync(id);
+  try {
+    Log broken(s.storage, s.out, clock, s.machine, s.opts);
+    FAIL("opened corrupt durable state");
+  } catch (const pods::CorruptionError& e) {
+    const std::string what = e.what();
+    CHECK(what.find(s.storage.name(id)) != std::string::npos);
+    CHECK(what.find("checksum mismatch in a term and vote record before the last") !=
+          std::string::npos);
+  }
+}
+
 // ---- the codec ------------------------------------------------------------------------
 
 TEST_CASE("ReplicatedLogMessageCodec round-trips every message", "[replicated_log][codec]") {

@@ -50,7 +50,9 @@
 //                propose() returns Errc::not_leader on a server that is not the leader
 //                (leader() is the hint). A malformed message (unknown sender, inconsistent
 //                indices) is dropped and counted by dropped(). Storage failures throw
-//                std::system_error; corrupt durable state throws pods::CorruptionError.
+//                std::system_error; a bad term and vote record before the last one, or a
+//                log entry that does not decode, throws pods::CorruptionError naming the
+//                segment (or entry) and the offset.
 // Cost:          propose(): one log append (no sync). tick(): at most one sync of the log,
 //                then one message per follower per batch. A follower: one append and one
 //                sync per AppendEntries that carries entries. Memory: 8 bytes per log entry
@@ -491,7 +493,8 @@ class ReplicatedLog {
   }
 
   // The durable state is a sequence of 20-byte records (term, vote, crc32c of both) in the
-  // state segment; the last whole record whose checksum holds is the state.
+  // state segment; the last whole record whose checksum holds is the state. A torn last
+  // record (a crash during its append) is cut; a bad record before the last is corruption.
   static constexpr std::size_t state_record = 20;
 
   void recover_state() {
@@ -511,7 +514,14 @@ class ReplicatedLog {
       const std::uint64_t t = r.u64();
       const std::uint64_t v = r.u64();
       const std::uint32_t crc = r.u32();
-      if (crc != crc32c(bytes.data() + at, 16)) break;  // a torn or garbled tail
+      if (crc != crc32c(bytes.data() + at, 16)) {
+        // Each record is synced before the next is appended, so only the last can be torn.
+        if (at + state_record < got) {
+          throw CorruptionError(std::string(storage_.name(id)), at,
+                                "checksum mismatch in a term and vote record before the last");
+        }
+        break;
+      }
       term = t;
       vote_ = v;
       valid = at + state_record;
