@@ -65,3 +65,35 @@ TEST_CASE("crc32c: extending a checksum equals checksumming the concatenation", 
   data[100] ^= std::byte{0x08};
   CHECK(pods::crc32c(data) != whole);
 }
+
+TEST_CASE("crc32c: the interleaved lanes give the table's value around every lane boundary",
+          "[crc32c]") {
+  INFO("hardware CRC32 available: " << pods::crc32c_hardware_available());
+  std::mt19937_64 random(99);
+  std::vector<unsigned char> data(64 * 1024 + 64);
+  for (auto& b : data)
+    b = static_cast<unsigned char>(random());
+  constexpr std::size_t block = 3 * 256;  // three lanes of 256 bytes
+  std::vector<std::size_t> lengths = {data.size() - 64, 4096, 4096 + 8};
+  for (std::size_t k = 1; k <= 6; ++k) {
+    for (std::size_t delta = 0; delta < 17; ++delta) {
+      lengths.push_back(k * block + delta);
+      lengths.push_back(k * block - delta);
+    }
+  }
+  for (const std::size_t length : lengths) {
+    for (std::size_t offset = 0; offset < 9; ++offset) {
+      const std::uint32_t seed = static_cast<std::uint32_t>(random());
+      INFO("length " << length << " offset " << offset);
+      REQUIRE(pods::crc32c_hardware(data.data() + offset, length, seed) ==
+              pods::crc32c_portable(data.data() + offset, length, seed));
+    }
+  }
+  // A flipped bit in each lane of a block changes the checksum.
+  const std::uint32_t whole = pods::crc32c(data.data(), block);
+  for (const std::size_t at : {std::size_t{5}, std::size_t{300}, std::size_t{700}}) {
+    data[at] ^= 0x10;
+    CHECK(pods::crc32c(data.data(), block) != whole);
+    data[at] ^= 0x10;
+  }
+}

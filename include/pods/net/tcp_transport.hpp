@@ -12,8 +12,10 @@
 //                version, its own id and the id it means to reach; the acceptor checks that
 //                the dialer is a configured peer with a lower id, the dialer that the node it
 //                reached is the one it meant, and any other connection is closed and counted.
-//                Messages are encoded by the Codec on the sender's thread into a frame
-//                (length, CRC32C, bytes) and appended to the peer's send queue; the I/O thread
+//                Messages are encoded by the Codec on the sender's thread straight into a
+//                frame (length, CRC32C, bytes) at the end of the peer's send queue, under the
+//                queue's lock (a codec that throws, a message over max_frame_bytes or one
+//                past the queue bounds cuts the queue back: no partial frame); the I/O thread
 //                writes everything queued for a peer in one write (the whole queue is one
 //                contiguous buffer: the batch), and while that write is in flight new frames
 //                gather for the next. The reader decodes frames (FrameDecoder) and calls
@@ -43,6 +45,7 @@
 //                start() once. stop() is idempotent, from any thread, including from inside a
 //                handler (then the own I/O thread is detached, not joined). The handlers run on
 //                the I/O thread (the transport's strand on a user's io_context), one at a time.
+//                The Codec's encode runs under the peer's queue lock: it must not call send.
 // Errors:        send: Errc::full (queue bound), Errc::closed (after stop), Errc::failed (no
 //                set_peer for that id); it throws std::invalid_argument when the message
 //                encodes to more than max_frame_bytes. The constructors throw
@@ -51,8 +54,9 @@
 //                std::invalid_argument for its own id; on_receive, on_event after start() and
 //                a second start() throw std::logic_error. Network failures are never thrown:
 //                they are counted in stats() and reported to on_event.
-// Cost:          send: one encode into a thread-local buffer, one CRC32C, one lock and one copy
-//                into the queue; a post to the I/O thread only when its writer is idle. One
+// Cost:          send: a lookup of the peer (cached per sending thread), one lock, one encode
+//                straight into the queue, one CRC32C; when the writer is idle, a post to the
+//                I/O thread, or from the I/O thread itself (a handler) the write at once. One
 //                write system call per batch, one read per read_chunk bytes, no allocation per
 //                message in steady state (queues and the read buffer keep their capacity).
 // Example:
@@ -232,6 +236,12 @@ inline void bump(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
   c.fetch_add(n, std::memory_order_relaxed);
 }
 
+// Adds one to a counter only the transport's strand writes: a plain load and store, no locked
+// read-modify-write (readers still see each value whole; the strand orders the writers).
+inline void bump_by_strand(std::atomic<std::uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 // The shared state of one transport. Everything not marked otherwise runs on `strand_`.
 template <class M, class C>
 class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
@@ -372,39 +382,49 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
       });
       return {};
     }
-    Peer* p = find(to);
+    Peer* p = find_for_send(to);
     if (p == nullptr) {
       bump(counters_.unknown_destination);
       return Errc::failed;
     }
-    static thread_local Buffer frame;
-    frame.clear();
-    const std::size_t start = begin_frame(frame);
-    codec_.encode(message, frame);
-    const std::size_t payload = frame.size() - frame_header_bytes;
-    if (payload > options_.max_frame_bytes) {
-      std::string reason = "TcpTransport::send: the message encodes to ";
-      reason += std::to_string(payload);
-      reason += " bytes, more than max_frame_bytes (";
-      reason += std::to_string(options_.max_frame_bytes);
-      reason += ")";
-      throw std::invalid_argument(reason);
-    }
-    end_frame(frame, start);
     bool kick = false;
     {
       std::lock_guard lock(p->mu);
       if (p->closed) return Errc::closed;
-      if (p->pending_count + p->inflight_count >= options_.max_queue_messages ||
-          p->pending.size() + p->inflight_bytes + frame.size() > options_.max_queue_bytes) {
+      if (p->pending_count + p->inflight_count >= options_.max_queue_messages) {
         bump(counters_.queue_full);
         return Errc::full;
       }
-      p->pending.insert(p->pending.end(), frame.begin(), frame.end());
+      // The frame is encoded straight into the queue; every way out but success cuts the
+      // queue back to `start`, so no partial frame is ever left behind.
+      Buffer& q = p->pending;
+      const std::size_t start = begin_frame(q);
+      try {
+        codec_.encode(message, q);
+      } catch (...) {
+        q.resize(start);
+        throw;
+      }
+      const std::size_t payload = q.size() - start - frame_header_bytes;
+      if (payload > options_.max_frame_bytes) {
+        q.resize(start);
+        throw_oversize(payload);
+      }
+      if (q.size() + p->inflight_bytes > options_.max_queue_bytes) {
+        q.resize(start);
+        bump(counters_.queue_full);
+        return Errc::full;
+      }
+      end_frame(q, start);
       ++p->pending_count;
       if (p->connected && !p->write_active) kick = p->write_active = true;
     }
-    if (kick) asio::post(strand_, [self = this->shared_from_this(), p] { self->pump(*p); });
+    if (!kick) return {};
+    if (strand_.running_in_this_thread()) {
+      pump(*p);  // a send from a handler: start the write now, not after a post
+    } else {
+      asio::post(strand_, [self = this->shared_from_this(), p] { self->pump(*p); });
+    }
     return {};
   }
 
@@ -500,6 +520,31 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     io_done_future_.wait();
     std::lock_guard lock(thread_mu_);
     if (thread_.joinable()) thread_.join();
+  }
+
+  // Returns find(id) through a one-entry cache per sending thread: peers_ is never erased, so
+  // a Peer found once stays valid while this core lives, and uid_ (never reused) tells cores
+  // apart, so an entry left by a destroyed core never matches.
+  Peer* find_for_send(NodeId id) const {
+    struct Last {
+      std::uint64_t core = 0;
+      NodeId id = 0;
+      Peer* peer = nullptr;
+    };
+    static thread_local Last last;
+    if (last.core == uid_ && last.id == id) return last.peer;
+    Peer* p = find(id);
+    if (p != nullptr) last = {uid_, id, p};
+    return p;
+  }
+
+  [[noreturn]] void throw_oversize(std::size_t payload) const {
+    std::string reason = "TcpTransport::send: the message encodes to ";
+    reason += std::to_string(payload);
+    reason += " bytes, more than max_frame_bytes (";
+    reason += std::to_string(options_.max_frame_bytes);
+    reason += ")";
+    throw std::invalid_argument(reason);
   }
 
   Peer* find(NodeId id) const {
@@ -887,7 +932,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
     std::uint64_t frame_at = 0;  // where the frame the codec rejected starts
     try {
       c->decoder.commit(n, [&](std::span<const std::byte> payload) {
-        if (c->closed || stopped_.load()) return;
+        if (c->closed || stopped_.load(std::memory_order_relaxed)) return;
         std::optional<M> m;
         try {
           m.emplace(codec_.decode(payload));
@@ -896,7 +941,7 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
           frame_at = c->decoder.offset() - frame_header_bytes - payload.size();
           throw;
         }
-        bump(counters_.frames_received);
+        bump_by_strand(counters_.frames_received);
         deliver(from, std::move(*m));
       });
     } catch (const std::exception& e) {
@@ -1022,6 +1067,8 @@ class TcpCore : public std::enable_shared_from_this<TcpCore<M, C>> {
   bool thread_started_ = false;
   std::promise<void> io_done_;
   std::shared_future<void> io_done_future_ = io_done_.get_future().share();
+  inline static std::atomic<std::uint64_t> next_uid_{1};  // uids are never reused
+  const std::uint64_t uid_ = next_uid_.fetch_add(1, std::memory_order_relaxed);
 };
 
 }  // namespace detail
