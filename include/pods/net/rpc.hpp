@@ -62,7 +62,7 @@
 //   pods::net::RpcServer<std::string, std::string, pods::Outbox<Rpc>> server(
 //       wire, [](pods::NodeId, std::string q) { return q + "!"; });
 //   pods::net::RpcClient<std::string, std::string, pods::Outbox<Rpc>> client(wire);
-//   auto id = client.call(/*to=*/2, "ping", [](pods::Outcome<std::string> r) { /* "ping!" */ });
+//   auto id = client.call(2, "ping", [](pods::Outcome<std::string> r) { (void)r; });  // "ping!"
 //   for (auto& [to, m] : wire.take()) server.receive(/*from=*/1, std::move(m));
 //   for (auto& [to, m] : wire.take()) client.receive(/*from=*/2, std::move(m));
 //   client.tick();   // on a timer, or at client.next_deadline()
