@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs every test: formatting, the g++ debug build, clang++ AddressSanitizer +
 # UndefinedBehaviorSanitizer, clang++ ThreadSanitizer (the [threads] cases) and the fuzzers
-# (PODS_FUZZ_SECONDS each, default 30). Prints one closing line "N passed, N failed".
+# (PODS_FUZZ_SECONDS each, default 20). Prints one closing line "N passed, N failed".
 # Usage: scripts/test.sh [preset...]   (default: dev asan tsan fuzz)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +34,8 @@ run_fuzzers() {
     name=$(basename "$fuzzer")
     corpus=$(mktemp -d)
     cp -r "tests/fuzz/corpus/${name%_fuzz}/." "$corpus/" 2>/dev/null || true
-    echo "-- $name for ${PODS_FUZZ_SECONDS:-30} s"
-    "$fuzzer" -max_total_time="${PODS_FUZZ_SECONDS:-30}" -print_final_stats=1 "$corpus" >"$out" 2>&1
+    echo "-- $name for ${PODS_FUZZ_SECONDS:-20} s"
+    "$fuzzer" -max_total_time="${PODS_FUZZ_SECONDS:-20}" -print_final_stats=1 "$corpus" >"$out" 2>&1
     rc=$?
     if [[ $rc -eq 0 ]]; then
       grep -E "number_of_executed_units|new_units_added" "$out"
