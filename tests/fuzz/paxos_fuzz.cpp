@@ -3,6 +3,8 @@
 // is canonical, so a message that decoded must encode back to exactly the input bytes and
 // decode to itself. What decodes is then handed, from each member, to a Paxos node that is
 // proposing, which must drop or handle it without crashing and keep its promise durable.
+#include "codec_round_trip.hpp"
+
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
 #include <pods/policy/transport.hpp>
@@ -16,30 +18,11 @@
 #include <cstdlib>
 #include <span>
 
-namespace {
-
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "paxos_fuzz: %s\n", what);
-  std::abort();
-}
-
-}  // namespace
-
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const pods::PaxosMessageCodec codec;
-  const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
-  pods::PaxosMessage message;
-  try {
-    message = codec.decode(input);
-  } catch (const pods::CorruptionError&) {
-    return 0;
-  }
-  pods::Buffer again;
-  codec.encode(message, again);
-  if (!std::equal(again.begin(), again.end(), input.begin(), input.end())) {
-    bug("encode(decode(bytes)) differs from bytes");
-  }
-  if (!(codec.decode(again) == message)) bug("decode(encode(m)) != m");
+  auto decoded = pods::fuzz::decode_round_trip(pods::PaxosMessageCodec{},
+                                               pods::fuzz::as_bytes(data, size), "paxos_fuzz");
+  if (!decoded) return 0;
+  const pods::PaxosMessage& message = *decoded;
 
   pods::Outbox<pods::PaxosMessage> out;
   pods::ManualClock clock;
@@ -53,6 +36,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const pods::Ballot promised = node.promised();
   storage.crash();
   pods::Paxos rebuilt(out, clock, storage, pods::PaxosOptions{.id = 1, .members = {1, 2, 3}});
-  if (!(rebuilt.promised() == promised)) bug("the promise did not survive a crash");
+  if (!(rebuilt.promised() == promised))
+    pods::fuzz::bug("paxos_fuzz", "the promise did not survive a crash");
   return 0;
 }

@@ -4,6 +4,8 @@
 // decode to itself. What decodes is then handed, from each member, to a PaxosLog node that
 // leads a three-node log, which must drop or handle it without crashing and then still
 // rebuild from its storage.
+#include "codec_round_trip.hpp"
+
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
 #include <pods/policy/transport.hpp>
@@ -20,11 +22,6 @@
 
 namespace {
 
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "paxos_log_fuzz: %s\n", what);
-  std::abort();
-}
-
 struct Sink {
   void apply(std::uint64_t, std::span<const std::byte>) {}
 };
@@ -32,20 +29,10 @@ struct Sink {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const pods::PaxosLogMessageCodec codec;
-  const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
-  pods::PaxosLogMessage message;
-  try {
-    message = codec.decode(input);
-  } catch (const pods::CorruptionError&) {
-    return 0;
-  }
-  pods::Buffer again;
-  codec.encode(message, again);
-  if (!std::equal(again.begin(), again.end(), input.begin(), input.end())) {
-    bug("encode(decode(bytes)) differs from bytes");
-  }
-  if (!(codec.decode(again) == message)) bug("decode(encode(m)) != m");
+  auto decoded = pods::fuzz::decode_round_trip(pods::PaxosLogMessageCodec{},
+                                               pods::fuzz::as_bytes(data, size), "paxos_log_fuzz");
+  if (!decoded) return 0;
+  const pods::PaxosLogMessage& message = *decoded;
 
   using Log = pods::PaxosLog<pods::Outbox<pods::PaxosLogMessage>, pods::ManualClock,
                              pods::MemoryStorage, Sink>;
@@ -65,6 +52,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const pods::Ballot promised = node.promised();
   storage.crash();
   Log rebuilt(out, clock, storage, Sink{}, options);
-  if (!(rebuilt.promised() == promised)) bug("the promise did not survive a crash");
+  if (!(rebuilt.promised() == promised))
+    pods::fuzz::bug("paxos_log_fuzz", "the promise did not survive a crash");
   return 0;
 }

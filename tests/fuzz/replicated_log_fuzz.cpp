@@ -4,6 +4,8 @@
 // message that decoded must encode back to exactly the input bytes and decode to itself.
 // What decodes is also delivered to a follower and to a leader of a three-server cluster,
 // which must refuse, drop or apply it without crashing, whatever its fields say.
+#include "codec_round_trip.hpp"
+
 #include <pods/policy/clock.hpp>
 #include <pods/policy/errors.hpp>
 #include <pods/policy/transport.hpp>
@@ -21,11 +23,6 @@
 
 namespace {
 
-[[noreturn]] void bug(const char* what) {
-  std::fprintf(stderr, "replicated_log_fuzz: %s\n", what);
-  std::abort();
-}
-
 struct Sink {
   void apply(std::uint64_t, std::span<const std::byte>) {}
   std::vector<std::byte> snapshot() const { return {}; }
@@ -35,20 +32,10 @@ struct Sink {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  const pods::ReplicatedLogMessageCodec codec;
-  const std::span<const std::byte> input(reinterpret_cast<const std::byte*>(data), size);
-  pods::ReplicatedLogMessage message;
-  try {
-    message = codec.decode(input);
-  } catch (const pods::CorruptionError&) {
-    return 0;
-  }
-  pods::Buffer again;
-  codec.encode(message, again);
-  if (again.size() != size || !std::equal(again.begin(), again.end(), input.begin())) {
-    bug("a decoded message does not encode back to its bytes");
-  }
-  if (!(codec.decode(again) == message)) bug("decode(encode(m)) != m");
+  auto decoded = pods::fuzz::decode_round_trip(
+      pods::ReplicatedLogMessageCodec{}, pods::fuzz::as_bytes(data, size), "replicated_log_fuzz");
+  if (!decoded) return 0;
+  const pods::ReplicatedLogMessage& message = *decoded;
 
   pods::ManualClock clock;
   pods::Outbox<pods::ReplicatedLogMessage> out;
@@ -64,11 +51,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   clock.advance(std::chrono::seconds(1));
   leader.tick();
   leader.receive(2, pods::VoteReply{1, true, false});
-  if (!leader.is_leader()) bug("the hand-made election failed");
+  if (!leader.is_leader()) pods::fuzz::bug("replicated_log_fuzz", "the hand-made election failed");
   (void)leader.propose(std::vector<std::byte>{std::byte{1}});
   leader.tick();
   leader.receive(3, message);
   leader.tick();
-  if (leader.commit_index() > leader.last_index()) bug("commit index beyond the log");
+  if (leader.commit_index() > leader.last_index())
+    pods::fuzz::bug("replicated_log_fuzz", "commit index beyond the log");
   return 0;
 }
