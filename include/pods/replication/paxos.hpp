@@ -170,17 +170,6 @@ inline std::optional<PaxosValue> read_optional_value(wire::Reader& r) {
   return r.bytes();
 }
 
-// Reads and checks the version byte of a paxos encoding.
-inline void read_paxos_version(wire::Reader& r, std::uint8_t expected, const char* what) {
-  if (const std::uint8_t v = r.u8(); v != expected) {
-    std::string m = "unknown ";
-    m += what;
-    m += " version ";
-    m += std::to_string(v);
-    r.fail(0, m);
-  }
-}
-
 }  // namespace detail
 
 // PaxosMessageCodec: a Codec<PaxosMessage>. Layout: a version byte (1), a tag byte (the
@@ -222,7 +211,7 @@ struct PaxosMessageCodec {
   // or 1, a truncated field or trailing bytes. Allocates the value.
   PaxosMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "paxos message");
-    detail::read_paxos_version(r, version, "paxos message");
+    r.expect_version(version, "paxos message version");
     const std::size_t tag_at = r.offset();
     const std::uint8_t tag = r.u8();
     PaxosMessage m = body(r, tag, tag_at);
@@ -296,7 +285,7 @@ struct PaxosStateCodec {
   // not exactly one record.
   PaxosAcceptorState decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "paxos state");
-    detail::read_paxos_version(r, version, "paxos state");
+    r.expect_version(version, "paxos state version");
     PaxosAcceptorState s;
     s.promised = detail::read_ballot(r);
     s.accepted_ballot = detail::read_ballot(r);

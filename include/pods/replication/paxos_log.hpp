@@ -170,7 +170,7 @@ struct PaxosLogMessageCodec {
   // count larger than the bytes left, a truncated field or trailing bytes.
   PaxosLogMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "paxos log message");
-    detail::read_paxos_version(r, version, "paxos log message");
+    r.expect_version(version, "paxos log message version");
     const std::size_t tag_at = r.offset();
     const std::uint8_t tag = r.u8();
     PaxosLogMessage m = body(r, tag, tag_at);
@@ -306,7 +306,7 @@ struct PaxosLogRecordCodec {
   // Returns the record in `bytes`; throws pods::CorruptionError ("paxos log record").
   PaxosLogRecord decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "paxos log record");
-    detail::read_paxos_version(r, version, "paxos log record");
+    r.expect_version(version, "paxos log record version");
     PaxosLogRecord rec;
     const std::uint8_t kind = r.u8();
     if (kind > 2) r.fail(1, "unknown paxos log record kind " + std::to_string(kind));

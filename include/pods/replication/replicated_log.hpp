@@ -182,8 +182,7 @@ struct ReplicatedLogMessageCodec {
   // Appends the encoding of `m` to `out`. Allocates as out grows.
   void encode(const ReplicatedLogMessage& m, Buffer& out) const {
     wire::Writer w(out);
-    w.u8(version);
-    w.u8(static_cast<std::uint8_t>(m.index()));
+    w.header(version, m.index());
     std::visit([&](const auto& v) { put(w, v); }, m);
   }
 
@@ -192,8 +191,8 @@ struct ReplicatedLogMessageCodec {
   // than 0 or 1, or trailing bytes.
   ReplicatedLogMessage decode(std::span<const std::byte> bytes) const {
     wire::Reader r(bytes, "ReplicatedLogMessage");
-    if (r.u8() != version) throw CorruptionError("ReplicatedLogMessage", 0, "unknown version");
-    const std::uint8_t tag = r.u8();
+    const std::size_t tag =
+        r.header(version, std::variant_size_v<ReplicatedLogMessage>, {.kind = "message tag"});
     ReplicatedLogMessage m;
     switch (tag) {
       case 0: {
@@ -241,8 +240,6 @@ struct ReplicatedLogMessageCodec {
         m = a;
         break;
       }
-      default:
-        throw CorruptionError("ReplicatedLogMessage", 1, "unknown message tag");
     }
     r.expect_end();
     return m;
