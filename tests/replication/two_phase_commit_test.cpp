@@ -4,7 +4,7 @@
 // writes) before and after each of its durable writes and each of its sends, then recovers it
 // and checks atomicity. The simulator runs a coordinator and three participants under a
 // Nemesis (partitions, crashes with torn writes, pauses, clock faults, loss, duplication,
-// delays) for PODS_SEEDS seeds (default 20) and checks atomicity at every commit and, after
+// delays) for PODS_SEEDS seeds (default 40) and checks atomicity at every commit and, after
 // the faults stop, that every transaction finished and no lock is held. Two broken rules (the
 // coordinator sends commit before its decision is durable; the participant votes before its
 // vote is durable) are switched on in test code and must be caught.
@@ -683,4 +683,269 @@ TEST_CASE("TwoPhaseCommit crash points catch a vote sent before it is durable",
     caught += atomicity(run_crash_point(point, {.participant_syncs = false})).empty() ? 0 : 1;
   WARN("participant does not sync its vote: " << caught << " crash points broke atomicity");
   CHECK(caught > 0);
+}
+
+// ---- Simulation -----------------------------------------------------------------------------
+
+namespace {
+
+using SimNet = pods::sim::Network<TwoPhaseMessage>;
+using SimCoordinator =
+    pods::TwoPhaseCoordinator<SimNet::Endpoint, pods::sim::NodeClock, TestStorage>;
+using SimParticipant =
+    pods::TwoPhaseParticipant<SimNet::Endpoint, pods::sim::NodeClock, TestStorage>;
+
+constexpr NodeId kCoordinator = 1;
+const std::vector<NodeId> kParticipants{2, 3, 4};
+
+struct SimNode;
+
+struct World {
+  Rules rules;
+  bool open = true;  // the coordinator begins transactions until the heal
+  std::map<TxnId, std::set<NodeId>> branches;
+  std::map<TxnId, TwoPhaseOutcome> told;
+  std::string violation;
+  std::function<SimNode*(NodeId)> node;
+  std::uint64_t commits = 0, aborts = 0;
+  void fail(const std::string& what) {
+    if (violation.empty()) violation = what;
+  }
+};
+
+// One simulated node: node 1 is the coordinator (it begins a transaction over two random
+// participants, one of three keys each, every few milliseconds); the others are participants.
+struct SimNode {
+  SimNode(const pods::sim::NodeContext<TwoPhaseMessage>& ctx, World& w)
+      : world(&w), clock(ctx.clock), random(ctx.random), id(ctx.id) {
+    TestStorage storage{
+        ctx.storage, ctx.id, nullptr,
+        ctx.id == kCoordinator ? !w.rules.coordinator_syncs : !w.rules.participant_syncs};
+    if (id == kCoordinator) {
+      coordinator = std::make_unique<SimCoordinator>(
+          ctx.endpoint, ctx.clock, storage,
+          pods::TwoPhaseCoordinatorOptions{.id = id,
+                                           .participants = kParticipants,
+                                           .prepare_timeout = 100ms,
+                                           .retry_interval = 30ms});
+      next_begin = clock.now();
+    } else {
+      participant = std::make_unique<SimParticipant>(
+          ctx.endpoint, ctx.clock, storage,
+          pods::TwoPhaseParticipantOptions{.id = id, .query_interval = 50ms},
+          [this](TxnId t, const pods::TwoPhaseWork&) { applied(t); });
+    }
+  }
+
+  // Atomicity at each commit: nobody was told abort, no other branch aborted.
+  void applied(TxnId t) {
+    auto told = world->told.find(t);
+    if (told != world->told.end() && told->second == TwoPhaseOutcome::aborted) {
+      world->fail("txn " + std::to_string(t) + " applied at " + std::to_string(id) +
+                  " after the client was told aborted");
+    }
+    for (NodeId other : world->branches[t]) {
+      SimNode* n = other == id ? nullptr : world->node(other);
+      if (n && n->participant && n->participant->state(t) == TwoPhaseState::aborted) {
+        world->fail("txn " + std::to_string(t) + " committed at " + std::to_string(id) +
+                    " and aborted at " + std::to_string(other));
+      }
+    }
+  }
+
+  void receive(NodeId from, TwoPhaseMessage m) {
+    if (coordinator) {
+      coordinator->receive(from, std::move(m));
+    } else {
+      participant->receive(from, std::move(m));
+    }
+  }
+
+  void tick() {
+    if (participant) {
+      participant->tick();
+      return;
+    }
+    if (world->open && clock.now() >= next_begin) {
+      next_begin = clock.now() + random.between(5ms, 30ms);
+      const std::size_t a = random.below(3), b = (a + 1 + random.below(2)) % 3;
+      std::vector<pods::TwoPhaseBranch> txn;
+      for (std::size_t i : {a, b})
+        txn.push_back({kParticipants[i], work({"k" + std::to_string(random.below(3))})});
+      World* w = world;
+      const TxnId t = coordinator->begin(txn, [w](TxnId id, TwoPhaseOutcome o) {
+        w->told[id] = o;
+        ++(o == TwoPhaseOutcome::committed ? w->commits : w->aborts);
+      });
+      world->branches[t] = {kParticipants[a], kParticipants[b]};
+    }
+    coordinator->tick();
+  }
+
+  std::optional<pods::sim::NodeClock::time_point> next_deadline() const {
+    if (participant) return participant->next_deadline();
+    auto d = coordinator->next_deadline();
+    if (world->open && (!d || next_begin < *d)) return next_begin;
+    return d;
+  }
+
+  World* world;
+  pods::sim::NodeClock clock;
+  pods::Random random;
+  NodeId id;
+  std::unique_ptr<SimCoordinator> coordinator;
+  std::unique_ptr<SimParticipant> participant;
+  pods::sim::NodeClock::time_point next_begin{};
+};
+
+using SimCluster = pods::sim::Cluster<SimNode, TwoPhaseMessage>;
+
+struct SimResult {
+  std::string violation;
+  std::uint64_t steps = 0, crashes = 0, commits = 0, aborts = 0, transactions = 0;
+};
+
+SimResult simulate(std::uint64_t seed, Rules rules = {},
+                   pods::sim::NemesisOptions faults = everything()) {
+  pods::sim::Simulation sim(seed);
+  SimNet net(sim, {.loss = 0.05, .duplicate = 0.05, .min_delay = 1ms, .max_delay = 10ms});
+  World world;
+  world.rules = rules;
+  SimCluster cluster(
+      net, [&](const SimCluster::Context& ctx) { return std::make_unique<SimNode>(ctx, world); });
+  world.node = [&](NodeId n) { return cluster.node(n); };
+  cluster.add(kCoordinator);
+  for (NodeId p : kParticipants)
+    cluster.add(p);
+  pods::sim::Nemesis nemesis(cluster, faults);
+  sim.schedule(nemesis.heal_at() - sim.now(), [&] { world.open = false; });
+  SimResult result;
+  while (sim.now() < nemesis.end_at() && sim.step() && world.violation.empty())
+    ++result.steps;
+  // After the quiet period: every transaction finished, all-or-nothing, no lock held.
+  if (world.violation.empty()) {
+    SimNode* c = cluster.node(kCoordinator);
+    if (!c) {
+      world.fail("the coordinator is down after the heal");
+    } else if (c->coordinator->preparing() + c->coordinator->committing() != 0) {
+      world.fail(std::to_string(c->coordinator->preparing()) + " preparing and " +
+                 std::to_string(c->coordinator->committing()) +
+                 " committing transactions after the quiet period");
+    }
+    for (NodeId p : kParticipants) {
+      SimNode* n = cluster.node(p);
+      if (!n) {
+        world.fail("participant " + std::to_string(p) + " is down after the heal");
+      } else if (n->participant->locked() != 0 || n->participant->in_doubt() != 0) {
+        world.fail("participant " + std::to_string(p) + " holds " +
+                   std::to_string(n->participant->locked()) + " locks after the quiet period");
+      }
+    }
+    for (const auto& [t, parts] : world.branches) {
+      std::size_t committed = 0;
+      for (NodeId p : parts) {
+        SimNode* n = cluster.node(p);
+        committed += n && n->participant->state(t) == TwoPhaseState::committed ? 1 : 0;
+      }
+      auto told = world.told.find(t);
+      if (committed != 0 && committed != parts.size()) {
+        world.fail("txn " + std::to_string(t) + " is half-applied");
+      } else if (told != world.told.end() &&
+                 (told->second == TwoPhaseOutcome::committed) != (committed != 0)) {
+        world.fail("txn " + std::to_string(t) + " disagrees with what the client was told");
+      }
+    }
+  }
+  for (const auto& e : nemesis.log())
+    if (e.what.rfind("crash ", 0) == 0) ++result.crashes;
+  result.violation = world.violation;
+  if (!result.violation.empty()) result.violation += "\n" + nemesis.describe();
+  result.commits = world.commits;
+  result.aborts = world.aborts;
+  result.transactions = world.branches.size();
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "TwoPhaseCommit on the simulator: atomicity at every commit and, once the faults stop, "
+    "every transaction finished all-or-nothing and no lock held",
+    "[2pc][sim]") {
+  const std::uint64_t n = seeds(40);
+  SimResult total;
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    const SimResult r = simulate(seed);
+    INFO("seed " << seed << ": " << r.violation);
+    REQUIRE(r.violation.empty());
+    CHECK(r.commits > 0);
+    total.steps += r.steps;
+    total.crashes += r.crashes;
+    total.commits += r.commits;
+    total.aborts += r.aborts;
+    total.transactions += r.transactions;
+  }
+  CHECK(total.crashes > 0);
+  WARN(n << " seeds, " << total.steps << " steps, " << total.crashes << " crashes, "
+         << total.transactions << " transactions: " << total.commits << " told committed, "
+         << total.aborts << " told aborted, the rest lost with a coordinator crash; atomicity "
+         << "held and no lock outlived the faults");
+}
+
+TEST_CASE("TwoPhaseCommit on the simulator: the same seed replays the same run", "[2pc][sim]") {
+  const SimResult a = simulate(5), b = simulate(5);
+  CHECK(a.steps == b.steps);
+  CHECK(a.commits == b.commits);
+}
+
+TEST_CASE("TwoPhaseCommit on the simulator: the broken durability rules are caught",
+          "[2pc][sim][mutation]") {
+  const std::uint64_t n = seeds(40);
+  std::uint64_t coordinator_caught = 0, participant_caught = 0;
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    coordinator_caught += simulate(seed, {.coordinator_syncs = false}).violation.empty() ? 0 : 1;
+    participant_caught += simulate(seed, {.participant_syncs = false}).violation.empty() ? 0 : 1;
+  }
+  WARN("decision sent before it is durable: caught in " << coordinator_caught << " of " << n
+                                                        << " runs; vote sent before it is "
+                                                           "durable: caught in "
+                                                        << participant_caught << " of " << n);
+  CHECK(coordinator_caught > 0);
+  CHECK(participant_caught > 0);
+}
+
+TEST_CASE(
+    "TwoPhaseCommit latency: with a fixed one-way delay and no faults the client hears "
+    "committed after 1 round trip and the transaction finishes after 2",
+    "[2pc][sim]") {
+  pods::sim::Simulation sim(1);
+  SimNet net(sim, {.min_delay = 1ms, .max_delay = 1ms});
+  World world;
+  world.open = false;  // the test begins the transactions itself
+  SimCluster cluster(
+      net, [&](const SimCluster::Context& ctx) { return std::make_unique<SimNode>(ctx, world); });
+  world.node = [&](NodeId n) { return cluster.node(n); };
+  cluster.add(kCoordinator);
+  for (NodeId p : kParticipants)
+    cluster.add(p);
+  std::vector<std::chrono::nanoseconds> told_after, finished_after;
+  for (int i = 0; i < 10; ++i) {
+    sim.run_for(10ms);
+    const auto start = sim.now();
+    SimCoordinator& c = *cluster.node(kCoordinator)->coordinator;
+    c.begin({{2, work({"x"})}, {3, work({"y"})}}, [&](TxnId, TwoPhaseOutcome o) {
+      CHECK(o == TwoPhaseOutcome::committed);
+      told_after.push_back(sim.now() - start);
+    });
+    while (c.committing() + c.preparing() != 0 && sim.step()) {
+    }
+    finished_after.push_back(sim.now() - start);
+  }
+  for (auto d : told_after)
+    CHECK(d == 2ms);
+  for (auto d : finished_after)
+    CHECK(d == 4ms);
+  WARN("2-participant transaction, one-way delay 1 ms: committed (decision durable) after "
+       << told_after.front().count() / 1e6 << " ms = 1 round trip, finished (every ack) after "
+       << finished_after.front().count() / 1e6 << " ms = 2 round trips");
 }
