@@ -137,3 +137,29 @@ TEST_CASE("HighWaterMark agrees with a brute-force model", "[high_water_mark]") 
     }
   }
 }
+
+TEST_CASE("HighWaterMark::reconfigure keeps the remaining voters' matches and the mark",
+          "[high_water_mark]") {
+  HighWaterMark mark(MajorityQuorum({1, 2, 3}));
+  mark.acknowledge(1, 8);
+  mark.acknowledge(2, 6);
+  mark.acknowledge(3, 2);
+  REQUIRE(mark.advance(always));
+  REQUIRE(mark.value() == 6);
+  // Raft dissertation §4.1: {1, 2, 3} -> {1, 2, 3, 4}: a majority is now 3 of 4.
+  mark.reconfigure(MajorityQuorum({1, 2, 3, 4}));
+  CHECK(mark.value() == 6);
+  CHECK(mark.match(1) == 8);
+  CHECK(mark.match(4) == 0);
+  mark.acknowledge(2, 8);
+  CHECK_FALSE(mark.advance(always));  // 1 and 2 hold 8: two of four
+  mark.acknowledge(4, 8);
+  CHECK(mark.advance(always));
+  CHECK(mark.value() == 8);
+  // Removing 2: its match is forgotten and acknowledging it throws.
+  mark.reconfigure(MajorityQuorum({1, 3, 4}));
+  CHECK(mark.match(2) == 0);
+  CHECK_THROWS_WITH(mark.acknowledge(2, 9),
+                    "HighWaterMark::acknowledge: node 2 is not a voter of the quorum");
+  CHECK(mark.value() == 8);
+}

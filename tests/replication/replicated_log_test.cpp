@@ -144,7 +144,8 @@ TEST_CASE("ReplicatedLog rejects bad options naming the option and the rule", "[
   CHECK_THROWS_WITH(make({.self = 1, .voters = {}}),
                     "ReplicatedLog: options.voters must not be empty");
   CHECK_THROWS_WITH(make({.self = 4, .voters = {1, 2}}),
-                    "ReplicatedLog: options.voters must contain options.self");
+                    "ReplicatedLog: options.voters must contain options.self (or learners, for a "
+                    "server joining as a learner)");
   CHECK_THROWS_WITH(make({.self = 1, .voters = {0, 1}}),
                     "ReplicatedLog: options.voters must not contain node 0");
   CHECK_THROWS_WITH(make({.self = 1, .voters = {1}, .heartbeat_interval = 0ms}),
@@ -213,13 +214,13 @@ TEST_CASE("5.2: a candidate with a majority of votes leads and appends a no-op (
   CHECK(s.log->is_leader());
   CHECK(s.log->leader() == NodeId{1});
   REQUIRE(s.log->last_index() == 1);
-  CHECK(*s.log->entry(1) == RaftEntry{1, true, {}});
+  CHECK(*s.log->entry(1) == RaftEntry{1, pods::RaftEntryKind::noop, {}});
   s.log->tick();
   auto sent = s.out.take();
   const auto& a = only<AppendEntries>(sent, 2);
   CHECK(a.term == 1);
   CHECK(a.prev_index == 0);
-  CHECK(a.entries == std::vector<RaftEntry>{RaftEntry{1, true, {}}});
+  CHECK(a.entries == std::vector<RaftEntry>{RaftEntry{1, pods::RaftEntryKind::noop, {}}});
 }
 
 TEST_CASE("5.2: one vote per term, to the first candidate that asks", "[replicated_log]") {
@@ -254,8 +255,12 @@ TEST_CASE("5.4.1: a vote goes only to a candidate whose log is at least as up to
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));
   // Give server 1 two entries of term 2 from leader 2.
-  s.log->receive(
-      2, AppendEntries{2, 0, 0, 0, {RaftEntry{2, true, {}}, RaftEntry{2, false, bytes("a")}}});
+  s.log->receive(2, AppendEntries{2,
+                                  0,
+                                  0,
+                                  0,
+                                  {RaftEntry{2, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{2, pods::RaftEntryKind::command, bytes("a")}}});
   REQUIRE(only<AppendReply>(s.out.take(), 2) == AppendReply{2, true, 2, 0, 0});
   clock.advance(1s);                               // the leader's lease has lapsed
   s.log->receive(3, RequestVote{3, 5, 1, false});  // longer, but an older last term
@@ -344,8 +349,12 @@ TEST_CASE("5.3: AppendEntries is refused without the previous entry, with a back
           "[replicated_log]") {
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));
-  s.log->receive(
-      2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, true, {}}, RaftEntry{1, false, bytes("a")}}});
+  s.log->receive(2, AppendEntries{1,
+                                  0,
+                                  0,
+                                  0,
+                                  {RaftEntry{1, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("a")}}});
   s.out.clear();
   s.log->receive(2, AppendEntries{1, 5, 1, 0, {}});  // beyond our log
   CHECK(only<AppendReply>(s.out.take(), 2) == AppendReply{1, false, 0, 0, 3});
@@ -360,13 +369,15 @@ TEST_CASE("5.3: a conflicting suffix is truncated and replaced", "[replicated_lo
                                   0,
                                   0,
                                   0,
-                                  {RaftEntry{1, true, {}}, RaftEntry{1, false, bytes("a")},
-                                   RaftEntry{1, false, bytes("b")}}});
+                                  {RaftEntry{1, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("a")},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("b")}}});
   s.out.clear();
-  s.log->receive(3, AppendEntries{2, 1, 1, 0, {RaftEntry{2, false, bytes("c")}}});
+  s.log->receive(
+      3, AppendEntries{2, 1, 1, 0, {RaftEntry{2, pods::RaftEntryKind::command, bytes("c")}}});
   CHECK(only<AppendReply>(s.out.take(), 3) == AppendReply{2, true, 2, 0, 0});
   CHECK(s.log->last_index() == 2);
-  CHECK(*s.log->entry(2) == RaftEntry{2, false, bytes("c")});
+  CHECK(*s.log->entry(2) == RaftEntry{2, pods::RaftEntryKind::command, bytes("c")});
   // The truncation is durable: a crash does not bring "b" back.
   s.restart(true);
   CHECK(s.log->last_index() == 2);
@@ -376,9 +387,15 @@ TEST_CASE("5.3: a conflicting suffix is truncated and replaced", "[replicated_lo
 TEST_CASE("5.3: an old AppendEntries does not cut entries appended after it", "[replicated_log]") {
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));
+  s.log->receive(2, AppendEntries{1,
+                                  0,
+                                  0,
+                                  0,
+                                  {RaftEntry{1, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("a")}}});
   s.log->receive(
-      2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, true, {}}, RaftEntry{1, false, bytes("a")}}});
-  s.log->receive(2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, true, {}}}});  // delivered late
+      2,
+      AppendEntries{1, 0, 0, 0, {RaftEntry{1, pods::RaftEntryKind::noop, {}}}});  // delivered late
   CHECK(s.log->last_index() == 2);
 }
 
@@ -433,7 +450,8 @@ TEST_CASE("5.4.2: the leader commits an older term's entry only with one of its 
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}, false));
   // As a follower of leader 2 in term 1, server 1 stores a command it never sees committed.
-  s.log->receive(2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, false, bytes("old")}}});
+  s.log->receive(
+      2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, pods::RaftEntryKind::command, bytes("old")}}});
   s.out.clear();
   clock.advance(1s);
   s.log->tick();  // becomes candidate in term 2
@@ -458,8 +476,9 @@ TEST_CASE("5.3: followers learn the high-water mark and apply in order", "[repli
                                   0,
                                   0,
                                   0,
-                                  {RaftEntry{1, true, {}}, RaftEntry{1, false, bytes("a")},
-                                   RaftEntry{1, false, bytes("b")}}});
+                                  {RaftEntry{1, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("a")},
+                                   RaftEntry{1, pods::RaftEntryKind::command, bytes("b")}}});
   CHECK(s.log->commit_index() == 0);
   s.log->receive(2, AppendEntries{1, 3, 1, 2, {}});
   CHECK(s.log->commit_index() == 2);
@@ -472,9 +491,10 @@ TEST_CASE("5.3: followers learn the high-water mark and apply in order", "[repli
   CHECK(s.log->commit_index() == 2);
   CHECK(s.log->last_index() == 3);
   // A message that would replace a committed entry is malformed: dropped and counted.
-  s.log->receive(3, AppendEntries{2, 1, 1, 9, {RaftEntry{2, false, bytes("c")}}});
+  s.log->receive(
+      3, AppendEntries{2, 1, 1, 9, {RaftEntry{2, pods::RaftEntryKind::command, bytes("c")}}});
   CHECK(s.log->dropped() == 1);
-  CHECK(*s.log->entry(2) == RaftEntry{1, false, bytes("a")});
+  CHECK(*s.log->entry(2) == RaftEntry{1, pods::RaftEntryKind::command, bytes("a")});
 }
 
 TEST_CASE("propose returns not_leader with a leader hint on a follower", "[replicated_log]") {
@@ -506,7 +526,7 @@ TEST_CASE("A leader commits and applies a proposal once a majority synced it", "
 TEST_CASE("A malformed message is dropped and counted", "[replicated_log]") {
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));
-  s.log->receive(9, RequestVote{1, 0, 0, false});  // not a voter
+  s.log->receive(0, RequestVote{1, 0, 0, false});  // node 0
   s.log->receive(1, RequestVote{1, 0, 0, false});  // from itself
   CHECK(s.out.empty());
   CHECK(s.log->dropped() == 2);
@@ -519,12 +539,16 @@ TEST_CASE("A malformed message is dropped and counted", "[replicated_log]") {
 TEST_CASE("A server rebuilt from a torn crash keeps its synced log and term", "[replicated_log]") {
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));
-  s.log->receive(
-      2, AppendEntries{3, 0, 0, 0, {RaftEntry{3, true, {}}, RaftEntry{3, false, bytes("a")}}});
+  s.log->receive(2, AppendEntries{3,
+                                  0,
+                                  0,
+                                  0,
+                                  {RaftEntry{3, pods::RaftEntryKind::noop, {}},
+                                   RaftEntry{3, pods::RaftEntryKind::command, bytes("a")}}});
   s.restart(true);
   CHECK(s.log->term() == 3);
   CHECK(s.log->last_index() == 2);
-  CHECK(*s.log->entry(2) == RaftEntry{3, false, bytes("a")});
+  CHECK(*s.log->entry(2) == RaftEntry{3, pods::RaftEntryKind::command, bytes("a")});
   CHECK(s.log->commit_index() == 0);  // learnt again from the leader
 }
 
@@ -570,14 +594,19 @@ TEST_CASE("ReplicatedLogMessageCodec round-trips every message", "[replicated_lo
   const std::vector<Msg> messages = {
       RequestVote{1, 2, 3, true},
       VoteReply{9, true, false},
-      AppendEntries{5, 4, 3, 2, {RaftEntry{1, true, {}}, RaftEntry{5, false, bytes("xyz")}}},
+      AppendEntries{5,
+                    4,
+                    3,
+                    2,
+                    {RaftEntry{1, pods::RaftEntryKind::noop, {}},
+                     RaftEntry{5, pods::RaftEntryKind::command, bytes("xyz")}}},
       AppendEntries{},
       AppendReply{7, false, 0, 3, 11},
   };
   for (const Msg& m : messages) {
     pods::Buffer b;
     codec.encode(m, b);
-    CHECK(std::to_integer<int>(b[0]) == 1);
+    CHECK(std::to_integer<int>(b[0]) == 2);
     CHECK(codec.decode(b) == m);
   }
 }
@@ -587,7 +616,7 @@ TEST_CASE("ReplicatedLogMessageCodec rejects bad bytes naming where", "[replicat
   pods::Buffer b;
   codec.encode(VoteReply{9, true, false}, b);
   auto bad = b;
-  bad[0] = std::byte{2};
+  bad[0] = std::byte{1};  // version 1 (a no-op boolean where the entry kind is) is refused
   CHECK_THROWS_AS(codec.decode(bad), pods::CorruptionError);
   bad = b;
   bad[1] = std::byte{4};
@@ -999,7 +1028,8 @@ TEST_CASE("Mutation: committing a previous term's entry by counting (5.4.2) is c
   pods::Outbox<Msg> out;
   Recorder machine;
   Broken log(pods::MemoryStorage{}, out, clock, machine, options(1, {1, 2, 3}, false));
-  log.receive(2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, false, bytes("old")}}});
+  log.receive(
+      2, AppendEntries{1, 0, 0, 0, {RaftEntry{1, pods::RaftEntryKind::command, bytes("old")}}});
   clock.advance(1s);
   log.tick();
   log.receive(3, VoteReply{2, true, false});

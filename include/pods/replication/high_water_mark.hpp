@@ -15,7 +15,8 @@
 //                its old value and the quorum's committed index c when eligible(c) is true; a
 //                candidate for which eligible returns false leaves the mark unchanged. A match
 //                index only grows (acknowledge() ignores a lower one), and reset_matches()
-//                forgets them without moving the mark.
+//                forgets them without moving the mark, as reconfigure() (a membership
+//                change) does, keeping the match indices of the voters that remain.
 // Not provided:  Durability (a restarted node recomputes the mark from its peers); the check
 //                that an index is in the log (the replicated log does not acknowledge what it
 //                has not stored).
@@ -40,6 +41,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -94,6 +96,23 @@ class HighWaterMark {
   void reset_matches() noexcept {
     for (Slot& s : matches_)
       s.match = 0;
+  }
+
+  // Counts over `quorum` from now on (a membership change): a node of both keeps its match
+  // index, a new one starts at 0, a node outside `quorum` is forgotten; the mark stays where
+  // it is. Allocates one slot per voter.
+  void reconfigure(MajorityQuorum quorum) {
+    std::vector<Slot> matches;
+    for (std::span<const NodeId> ids : {quorum.voters(), quorum.old_voters()}) {
+      for (NodeId id : ids) {
+        bool seen = false;
+        for (const Slot& s : matches)
+          seen = seen || s.id == id;
+        if (!seen) matches.push_back({id, match(id)});
+      }
+    }
+    matches_ = std::move(matches);
+    quorum_ = std::move(quorum);
   }
 
   // Moves the mark to the quorum's committed index c when c is above it and `eligible(c)`

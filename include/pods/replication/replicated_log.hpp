@@ -32,6 +32,15 @@
 //                    messages per follower of up to options.max_batch_entries entries each;
 //                    what is not acknowledged is sent again from the follower's match index
 //                    at the next heartbeat.
+//                  - Membership (Raft dissertation, Ongaro 2014, §4.1-4.3): one server is
+//                    added or removed at a time by a configuration entry in the log; every
+//                    server uses the latest configuration in its log, committed or not, and
+//                    a truncated one rolls back to the previous. A leader makes a change only
+//                    once its own no-op committed and no other change is uncommitted; a
+//                    leader that removed itself steps down once the change commits.
+//                  - Learners (§4.2.1): members that receive the log but never vote, count
+//                    or campaign; a new server joins as a learner, catches up, and is
+//                    promoted to voter by a second change.
 // Guarantees:    Election safety (at most one leader per term), log matching, leader
 //                completeness and state machine safety (§5.4.3): no two servers apply
 //                different commands at one index, and a committed entry is never lost, under
@@ -39,24 +48,33 @@
 //                pauses and crashes that lose unsynced bytes. Every acknowledgement (vote,
 //                AppendEntries reply, the leader's own match index) covers only synced state.
 //                A server rebuilt from its storage continues correctly. The high-water mark
-//                never goes back while a server runs.
-// Not provided:  Snapshots and InstallSnapshot, membership changes, learners, leadership
-//                transfer, read paths (see follower_reads.hpp); exactly-once client commands
-//                (a command retried after a timeout may be applied twice: deduplicate in the
-//                state machine); liveness under clock drift beyond the timeouts' margins.
+//                never goes back while a server runs. The same holds while servers join and
+//                leave one at a time: any majority of a configuration shares a server with any
+//                majority of the next. A removed server cannot depose the leader while the
+//                leader is heard (pre-vote and check-quorum).
+// Not provided:  Snapshots and InstallSnapshot, joint consensus (changes of several servers
+//                at once), leadership transfer, read paths (see follower_reads.hpp); exactly-once
+//                client commands (a command retried after a timeout may be applied twice:
+//                deduplicate in the state machine); liveness under clock drift beyond the timeouts'
+//                margins.
 // Thread safety: thread-confined: one thread calls receive, tick, propose and the
 //                accessors; the state machine is called from those calls.
 // Errors:        Bad options throw std::invalid_argument naming the option and the rule.
 //                propose() returns Errc::not_leader on a server that is not the leader
-//                (leader() is the hint). A malformed message (unknown sender, inconsistent
-//                indices) is dropped and counted by dropped(). Storage failures throw
+//                (leader() is the hint); so do the membership changes, which return
+//                Errc::full while a change is pending or the term's no-op is uncommitted,
+//                and throw std::invalid_argument naming the node for a bad one. A malformed
+//                message (from node 0 or itself, inconsistent indices, a configuration that
+//                does not decode) is dropped and counted by dropped(). Storage failures throw
 //                std::system_error; a bad term and vote record before the last one, or a
 //                log entry that does not decode, throws pods::CorruptionError naming the
 //                segment (or entry) and the offset.
 // Cost:          propose(): one log append (no sync). tick(): at most one sync of the log,
 //                then one message per follower per batch. A follower: one append and one
 //                sync per AppendEntries that carries entries. Memory: 8 bytes per log entry
-//                (the terms) and the state machine.
+//                (the terms) and the state machine. A membership change: one log entry (8
+//                bytes per member) and one replication round; the configurations in the log
+//                are kept in memory.
 // Example:
 //   pods::ReplicatedLog node(pods::MemoryStorage{}, out, clock, machine,
 //                            {.self = 1, .voters = {1}, .seed = 7});
@@ -65,6 +83,8 @@
 //   auto index = node.propose(std::vector<std::byte>{std::byte{42}});
 //   node.tick();                                   // sync, commit, apply
 //   assert(index && machine.applied == 1);
+//   assert(node.add_learner(2));                   // server 2 joins as a learner
+//   assert(node.configuration().learners == std::vector<pods::NodeId>{2});
 // Example context: #include <pods/storage/memory_storage.hpp>
 // Example context: struct Machine { int applied = 0;
 // Example context:   void apply(std::uint64_t, std::span<const std::byte>) { ++applied; }
@@ -120,14 +140,77 @@ concept StateMachine = requires(S& s, const S& cs, std::uint64_t index,
 };
 // clang-format on
 
-// One entry of the replicated log: the term of the leader that appended it and a command (or
-// a leader's no-op).
+// What an entry of the replicated log carries (its byte on the wire and on disk).
+enum class RaftEntryKind : std::uint8_t {
+  command = 0,        // a client's command, applied to the state machine
+  noop = 1,           // a new leader's no-op (§5.4.2), applied to nothing
+  configuration = 2,  // a membership change (dissertation §4.1): an encoded RaftConfiguration
+};
+
+// One entry of the replicated log: the term of the leader that appended it, its kind and its
+// bytes (the command, nothing for a no-op, the configuration for a membership change).
 struct RaftEntry {
   std::uint64_t term = 0;
-  bool noop = false;
+  RaftEntryKind kind = RaftEntryKind::command;
   std::vector<std::byte> command;
 
   friend bool operator==(const RaftEntry&, const RaftEntry&) = default;
+};
+
+// The members of a cluster (Raft dissertation §4): voters elect the leader and count for the
+// commit; learners (§4.2.1) only receive the log. Both lists ascending and disjoint.
+struct RaftConfiguration {
+  std::vector<NodeId> voters;
+  std::vector<NodeId> learners;
+
+  // Returns true when `id` is a voter. No allocation.
+  bool is_voter(NodeId id) const noexcept {
+    return std::binary_search(voters.begin(), voters.end(), id);
+  }
+  // Returns true when `id` is a learner. No allocation.
+  bool is_learner(NodeId id) const noexcept {
+    return std::binary_search(learners.begin(), learners.end(), id);
+  }
+
+  // Appends the encoding (a count and the u64 ids of the voters, then of the learners) to
+  // `out`. Allocates as out grows.
+  void encode(Buffer& out) const {
+    wire::Writer w(out);
+    for (const std::vector<NodeId>* ids : {&voters, &learners}) {
+      w.count(ids->size());
+      for (NodeId id : *ids)
+        w.u64(id);
+    }
+  }
+
+  // Decodes a configuration from exactly `bytes`; `where` names them in errors. Allocates.
+  // Throws pods::CorruptionError naming where and the offset for a truncated list, no voter,
+  // node 0, a list out of ascending order, a node in both lists, or trailing bytes.
+  static RaftConfiguration decode(std::span<const std::byte> bytes, const std::string& where) {
+    wire::Reader r(bytes, where);
+    RaftConfiguration c;
+    for (std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
+      const std::size_t n = r.count(8);
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t at = r.offset();
+        const NodeId id = r.u64();
+        if (id == 0 || (!ids->empty() && id <= ids->back())) {
+          throw CorruptionError(where, at, "configuration node 0 or out of ascending order");
+        }
+        if (ids == &c.learners && c.is_voter(id)) {
+          throw CorruptionError(where, at, "configuration node both voter and learner");
+        }
+        ids->push_back(id);
+      }
+      if (ids == &c.voters && n == 0) {
+        throw CorruptionError(where, r.offset(), "configuration without a voter");
+      }
+    }
+    r.expect_end();
+    return c;
+  }
+
+  friend bool operator==(const RaftConfiguration&, const RaftConfiguration&) = default;
 };
 
 // A candidate's (or pre-candidate's) request for a vote (§5.2, §9.6).
@@ -173,11 +256,12 @@ struct AppendReply {
 
 using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries, AppendReply>;
 
-// The wire format of ReplicatedLogMessage: a version byte (1), a tag byte (0..3 in variant
+// The wire format of ReplicatedLogMessage: a version byte (2), a tag byte (0..3 in variant
 // order), then the fields in declaration order, little-endian; booleans one byte (0 or 1),
-// entries as a count then (term, noop, length-prefixed command).
+// entries as a count then (term, kind byte 0..2, length-prefixed bytes). Version 1 had a
+// no-op boolean where the kind byte is.
 struct ReplicatedLogMessageCodec {
-  static constexpr std::uint8_t version = 1;
+  static constexpr std::uint8_t version = 2;
 
   // Appends the encoding of `m` to `out`. Allocates as out grows.
   void encode(const ReplicatedLogMessage& m, Buffer& out) const {
@@ -223,7 +307,7 @@ struct ReplicatedLogMessageCodec {
         for (std::size_t i = 0; i < n; ++i) {
           RaftEntry e;
           e.term = r.u64();
-          e.noop = r.boolean();
+          e.kind = static_cast<RaftEntryKind>(r.kind(3, "entry kind"));
           e.command = r.bytes();
           a.entries.push_back(std::move(e));
         }
@@ -265,7 +349,7 @@ struct ReplicatedLogMessageCodec {
     w.count(a.entries.size());
     for (const RaftEntry& e : a.entries) {
       w.u64(e.term);
-      w.boolean(e.noop);
+      w.u8(static_cast<std::uint8_t>(e.kind));
       w.bytes(e.command);
     }
   }
@@ -282,13 +366,15 @@ static_assert(Codec<ReplicatedLogMessageCodec, ReplicatedLogMessage>);
 // The rules ReplicatedLog follows. Every member is true in RaftRules; a test may pass a
 // policy that turns one off to show that its checker notices.
 struct RaftRules {
-  static constexpr bool up_to_date_check = true;     // §5.4.1
-  static constexpr bool current_term_commit = true;  // §5.4.2
+  static constexpr bool up_to_date_check = true;      // §5.4.1
+  static constexpr bool current_term_commit = true;   // §5.4.2
+  static constexpr bool one_change_at_a_time = true;  // dissertation §4.1
 };
 
 struct ReplicatedLogOptions {
   NodeId self = 0;
-  std::vector<NodeId> voters;  // every server of the cluster, self included
+  std::vector<NodeId> voters;      // the initial voters (the configuration before any change)
+  std::vector<NodeId> learners{};  // the initial learners; self is in one of the two lists
   std::chrono::nanoseconds heartbeat_interval = std::chrono::milliseconds(50);
   std::chrono::nanoseconds election_timeout_min = std::chrono::milliseconds(300);
   std::chrono::nanoseconds election_timeout_max = std::chrono::milliseconds(600);
@@ -362,10 +448,19 @@ class ReplicatedLog {
         quorum_(options_.voters),
         mark_(quorum_),
         random_(options_.seed) {
+    RaftConfiguration initial{options_.voters, options_.learners};
+    std::sort(initial.voters.begin(), initial.voters.end());
+    std::sort(initial.learners.begin(), initial.learners.end());
+    configs_.push_back({0, std::move(initial)});
     recover_state();
     for (const LogEntry& e : log_.entries()) {
-      terms_.push_back(decode_entry(e.index, e.payload).term);
+      RaftEntry entry = decode_entry(e.index, e.payload);
+      terms_.push_back(entry.term);
+      if (entry.kind == RaftEntryKind::configuration) {
+        configs_.push_back({e.index, decoded(entry, e.index)});
+      }
     }
+    adopt_configuration();
     synced_ = last_index();
     reset_election_timer();
   }
@@ -378,14 +473,85 @@ class ReplicatedLog {
   // Errc::not_leader otherwise (leader() names the leader when known). Allocates.
   Outcome<std::uint64_t> propose(std::span<const std::byte> command) {
     if (role_ != RaftRole::leader) return Errc::not_leader;
-    return append_local(RaftEntry{term(), false, {command.begin(), command.end()}});
+    return append_local(
+        RaftEntry{term(), RaftEntryKind::command, {command.begin(), command.end()}});
+  }
+
+  // ---- membership changes (Raft dissertation §4.1-4.3), one server at a time ----------
+  // Each appends a configuration entry when this server leads and returns its index; the
+  // new configuration is in force from that moment on every server that appends the entry,
+  // committed or not (§4.1). Returns Errc::not_leader on a server that is not the leader,
+  // and Errc::full while the leader has not committed an entry of its own term (its no-op)
+  // or an earlier change is not committed (one change at a time). Allocates. Throws
+  // std::invalid_argument naming node when it is 0 or breaks the rule in the comment.
+
+  // Adds `node` as a learner (§4.2.1): it receives the log, never votes, never counts. The
+  // way to add a server: add_learner, wait until it caught up (match_index), then promote.
+  // Throws when node is already a voter or a learner.
+  Outcome<std::uint64_t> add_learner(NodeId node) {
+    return change("add_learner", node, [&](RaftConfiguration& c) {
+      if (c.is_voter(node) || c.is_learner(node))
+        reject("add_learner", node, "is already a member");
+      c.learners.insert(std::upper_bound(c.learners.begin(), c.learners.end(), node), node);
+    });
+  }
+
+  // Adds `node` straight as a voter (§4.1). A server with an empty log makes the cluster
+  // wait for its catch-up before it counts; prefer add_learner then promote. Throws when
+  // node is already a voter or a learner (promote a learner).
+  Outcome<std::uint64_t> add_voter(NodeId node) {
+    return change("add_voter", node, [&](RaftConfiguration& c) {
+      if (c.is_voter(node)) reject("add_voter", node, "is already a voter");
+      if (c.is_learner(node)) reject("add_voter", node, "is a learner: promote it");
+      c.voters.insert(std::upper_bound(c.voters.begin(), c.voters.end(), node), node);
+    });
+  }
+
+  // Makes the learner `node` a voter (§4.2.1). Throws when node is not a learner.
+  Outcome<std::uint64_t> promote(NodeId node) {
+    return change("promote", node, [&](RaftConfiguration& c) {
+      if (c.is_voter(node)) reject("promote", node, "is already a voter");
+      if (!c.is_learner(node)) reject("promote", node, "is not a learner (unknown node)");
+      std::erase(c.learners, node);
+      c.voters.insert(std::upper_bound(c.voters.begin(), c.voters.end(), node), node);
+    });
+  }
+
+  // Removes the voter or learner `node` (§4.2.2); a leader that removes itself goes on
+  // leading, not counting itself, until the entry commits, then steps down. Throws when node
+  // is not a member or is the last voter.
+  Outcome<std::uint64_t> remove(NodeId node) {
+    return change("remove", node, [&](RaftConfiguration& c) {
+      if (!c.is_voter(node) && !c.is_learner(node)) {
+        reject("remove", node, "is not a member (unknown node)");
+      }
+      if (c.is_voter(node) && c.voters.size() == 1) reject("remove", node, "is the last voter");
+      std::erase(c.voters, node);
+      std::erase(c.learners, node);
+    });
+  }
+
+  // Returns the latest configuration in the log (committed or not; options.voters and
+  // options.learners before any change).
+  const RaftConfiguration& configuration() const noexcept { return configs_.back().second; }
+  // Returns the index of the latest configuration's entry (0: the options' configuration).
+  std::uint64_t configuration_index() const noexcept { return configs_.back().first; }
+  // Returns the last index `node` acknowledged to this leader in its term (0 when unknown or
+  // not leading): how far a learner caught up.
+  std::uint64_t match_index(NodeId node) const noexcept {
+    for (const Peer& p : peers_) {
+      if (p.id == node) return p.match;
+    }
+    return 0;
   }
 
   // Handles one message from `from`: votes, appends, counts replies, steps down on a higher
   // term. Drops and counts a malformed message. May sync the storage and call the state
   // machine. Throws what the storage and the state machine throw.
   void receive(NodeId from, Message m) {
-    if (from == options_.self || !quorum_.contains(from)) {
+    // A server outside our configuration is heard: it may lead a configuration we have not
+    // received yet (dissertation §4.1); a removed one is kept out by pre-vote and check-quorum.
+    if (from == options_.self || from == 0) {
       ++dropped_;
       return;
     }
@@ -403,12 +569,16 @@ class ReplicatedLog {
         heartbeat_at_ = now + options_.heartbeat_interval;
         for (Peer& p : peers_) {
           p.in_flight = 0;
-          if (p.matched) p.next = std::min(p.next, mark_.match(p.id) + 1);  // resend
+          if (p.matched) p.next = std::min(p.next, p.match + 1);  // resend
           send_append(p, true);
         }
       }
     } else if (now >= election_at_) {
-      start_election(options_.pre_vote);
+      if (configuration().is_voter(options_.self)) {
+        start_election(options_.pre_vote);
+      } else {
+        reset_election_timer();  // §4.2.1: a learner or a removed server never campaigns
+      }
     }
   }
 
@@ -460,6 +630,7 @@ class ReplicatedLog {
     std::size_t in_flight = 0;  // AppendEntries sent and not answered
     bool heard = false;         // answered since the last check-quorum round
     bool matched = false;       // has acknowledged an AppendEntries in this term
+    std::uint64_t match = 0;    // the highest index acknowledged in this term
   };
 
   // ---- options and durable state ------------------------------------------------------
@@ -470,12 +641,17 @@ class ReplicatedLog {
       message += what;
       throw std::invalid_argument(message);
     };
+    auto has = [](const std::vector<NodeId>& ids, NodeId id) {
+      return std::find(ids.begin(), ids.end(), id) != ids.end();
+    };
     if (o.voters.empty()) fail("voters must not be empty");
-    if (std::find(o.voters.begin(), o.voters.end(), o.self) == o.voters.end()) {
-      fail("voters must contain options.self");
+    if (!has(o.voters, o.self) && !has(o.learners, o.self)) {
+      fail("voters must contain options.self (or learners, for a server joining as a learner)");
     }
-    if (std::find(o.voters.begin(), o.voters.end(), NodeId{0}) != o.voters.end()) {
-      fail("voters must not contain node 0");
+    if (has(o.voters, NodeId{0})) fail("voters must not contain node 0");
+    if (has(o.learners, NodeId{0})) fail("learners must not contain node 0");
+    for (NodeId id : o.learners) {
+      if (has(o.voters, id)) fail("learners must not contain a voter");
     }
     if (o.heartbeat_interval.count() <= 0) fail("heartbeat_interval must be positive");
     if (o.election_timeout_min <= o.heartbeat_interval) {
@@ -556,7 +732,7 @@ class ReplicatedLog {
   static void encode_entry(const RaftEntry& e, Buffer& out) {
     wire::Writer w(out);
     w.u64(e.term);
-    w.boolean(e.noop);
+    w.u8(static_cast<std::uint8_t>(e.kind));
     w.bytes(e.command);
   }
 
@@ -566,18 +742,31 @@ class ReplicatedLog {
     wire::Reader r(payload, what);
     RaftEntry e;
     e.term = r.u64();
-    e.noop = r.boolean();
+    e.kind = static_cast<RaftEntryKind>(r.kind(3, "entry kind"));
     e.command = r.bytes();
     r.expect_end();
     return e;
   }
 
   std::uint64_t append_local(const RaftEntry& e) {
+    // Decoded first, so that a bad configuration is refused before the log holds it.
+    std::optional<RaftConfiguration> config;
+    if (e.kind == RaftEntryKind::configuration) config = decoded(e, last_index() + 1);
     buffer_.clear();
     encode_entry(e, buffer_);
     const std::uint64_t index = log_.append(buffer_);
     terms_.push_back(e.term);
+    if (config) {  // §4.1: in force once appended, committed or not
+      configs_.push_back({index, std::move(*config)});
+      adopt_configuration();
+    }
     return index;
+  }
+
+  static RaftConfiguration decoded(const RaftEntry& e, std::uint64_t index) {
+    std::string where = "replicated log configuration entry ";
+    where += std::to_string(index);
+    return RaftConfiguration::decode(e.command, where);
   }
 
   void sync_log() {
@@ -590,6 +779,76 @@ class ReplicatedLog {
     log_.truncate_after(index);
     terms_.resize(static_cast<std::size_t>(index));
     synced_ = std::min(synced_, index);
+    // §4.1: a configuration entry cut from the log takes the previous configuration back.
+    if (configs_.back().first > index) {
+      while (configs_.back().first > index)
+        configs_.pop_back();
+      adopt_configuration();
+    }
+  }
+
+  // ---- membership ---------------------------------------------------------------------
+
+  [[noreturn]] static void reject(const char* call, NodeId node, const char* rule) {
+    std::string message = "ReplicatedLog::";
+    message += call;
+    message += ": node ";
+    message += std::to_string(node);
+    message += ' ';
+    message += rule;
+    throw std::invalid_argument(message);
+  }
+
+  template <class F>
+  Outcome<std::uint64_t> change(const char* call, NodeId node, F&& edit) {
+    if (node == 0) reject(call, node, "must not be 0");
+    if (role_ != RaftRole::leader) return Errc::not_leader;
+    RaftConfiguration c = configuration();
+    edit(c);
+    // Dissertation §4.1 and its 2015 errata: no change before an entry of this term (the
+    // no-op) commits, and none while another is uncommitted.
+    if (term_at(mark_.value()) != term()) return Errc::full;
+    if (Rules::one_change_at_a_time && configuration_index() > mark_.value()) return Errc::full;
+    Buffer bytes;
+    c.encode(bytes);
+    return append_local(
+        RaftEntry{term(), RaftEntryKind::configuration, {bytes.begin(), bytes.end()}});
+  }
+
+  // Makes the latest configuration the one that counts: the quorum, the mark's voters, the
+  // leader's peers (§4.1).
+  void adopt_configuration() {
+    const RaftConfiguration& c = configuration();
+    quorum_ = MajorityQuorum(c.voters);
+    mark_.reconfigure(quorum_);
+    const bool voter = c.is_voter(options_.self);
+    if (role_ == RaftRole::pre_candidate || role_ == RaftRole::candidate) {
+      if (!voter) role_ = RaftRole::follower;
+      return;
+    }
+    if (role_ != RaftRole::leader) return;
+    std::erase_if(peers_, [&](const Peer& p) { return !c.is_voter(p.id) && !c.is_learner(p.id); });
+    for (const std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
+      for (NodeId id : *ids) {
+        if (id != options_.self && !peer(id)) {
+          peers_.push_back(Peer{id, last_index(), 0, true, false, 0});
+        }
+      }
+    }
+    for (const Peer& p : peers_) {
+      if (quorum_.contains(p.id)) mark_.acknowledge(p.id, p.match);
+    }
+    if (voter) mark_.acknowledge(options_.self, synced_);
+  }
+
+  // §4.2.2: a leader outside its configuration steps down once that configuration commits.
+  void step_down_if_removed() {
+    if (role_ != RaftRole::leader || configuration().is_voter(options_.self) ||
+        mark_.value() < configuration_index()) {
+      return;
+    }
+    become_follower(term(), std::nullopt);
+    reset_election_timer();
   }
 
   // ---- elections ----------------------------------------------------------------------
@@ -659,9 +918,12 @@ class ReplicatedLog {
     leader_ = options_.self;
     mark_.reset_matches();
     peers_.clear();
-    append_local(RaftEntry{term(), true, {}});
-    for (NodeId id : quorum_.voters()) {
-      if (id != options_.self) peers_.push_back(Peer{id, last_index(), 0, false, false});
+    append_local(RaftEntry{term(), RaftEntryKind::noop, {}});
+    const RaftConfiguration& c = configuration();
+    for (const std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
+      for (NodeId id : *ids) {
+        if (id != options_.self) peers_.push_back(Peer{id, last_index(), 0, false, false, 0});
+      }
     }
     const time_point now = clock_.now();
     quorum_check_at_ = now + options_.election_timeout_min;
@@ -669,6 +931,7 @@ class ReplicatedLog {
   }
 
   void handle(NodeId from, const RequestVote& v) {
+    if (!configuration().is_voter(options_.self)) return;  // §4.2.1: a learner never votes
     if (v.pre_vote) {
       // §9.6: grant when we would vote in that term; our own term does not change.
       const bool granted = v.term > term() && !leader_lease_holds() && up_to_date(v);
@@ -714,7 +977,7 @@ class ReplicatedLog {
   void flush() {
     if (synced_ == last_index()) return;
     sync_log();
-    mark_.acknowledge(options_.self, synced_);
+    if (quorum_.contains(options_.self)) mark_.acknowledge(options_.self, synced_);
     advance_commit();
     for (Peer& p : peers_)
       send_append(p, false);
@@ -743,7 +1006,10 @@ class ReplicatedLog {
       if constexpr (Rules::current_term_commit) return term_at(index) == t;
       return true;
     });
-    if (moved) apply_committed();
+    if (moved) {
+      apply_committed();
+      step_down_if_removed();
+    }
   }
 
   void apply_committed() {
@@ -752,7 +1018,7 @@ class ReplicatedLog {
       const std::uint64_t index = applied_ + 1;
       RaftEntry e = *entry(index);
       applied_ = index;
-      if (!e.noop) machine_.apply(index, e.command);
+      if (e.kind == RaftEntryKind::command) machine_.apply(index, e.command);
     }
   }
 
@@ -761,6 +1027,15 @@ class ReplicatedLog {
         a.prev_index > std::numeric_limits<std::uint64_t>::max() / 2) {
       ++dropped_;
       return;
+    }
+    for (const RaftEntry& e : a.entries) {  // a configuration that does not decode
+      if (e.kind != RaftEntryKind::configuration) continue;
+      try {
+        (void)decoded(e, 0);
+      } catch (const CorruptionError&) {
+        ++dropped_;
+        return;
+      }
     }
     if (a.term < term()) {  // §5.1: a stale leader learns the current term from the reply
       transport_.send(from, AppendReply{term(), false, 0, 0, 0});
@@ -825,8 +1100,12 @@ class ReplicatedLog {
     if (p->in_flight > 0) --p->in_flight;
     if (r.success) {
       p->matched = true;
-      if (mark_.acknowledge(from, r.match_index)) advance_commit();
+      p->match = std::max(p->match, r.match_index);
       p->next = std::max(p->next, r.match_index + 1);
+      if (quorum_.contains(from) && mark_.acknowledge(from, r.match_index)) {
+        advance_commit();
+        if (role_ != RaftRole::leader) return;  // removed, and stepped down (§4.2.2)
+      }
     } else {
       // §5.3 fast back-off: skip the follower's whole conflicting term at once.
       std::uint64_t next = r.conflict_index;
@@ -839,7 +1118,7 @@ class ReplicatedLog {
           if (term_at(i) < r.conflict_term) break;
         }
       }
-      next = std::clamp<std::uint64_t>(next, mark_.match(from) + 1, last_index() + 1);
+      next = std::clamp<std::uint64_t>(next, p->match + 1, last_index() + 1);
       if (next >= p->next) return;  // an old refusal
       p->next = next;
       p->in_flight = 0;
@@ -849,9 +1128,9 @@ class ReplicatedLog {
 
   // §6: a leader that did not hear from a majority within an election timeout steps down.
   void check_quorum(time_point now) {
-    std::size_t heard = 1;
+    std::size_t heard = quorum_.contains(options_.self) ? 1 : 0;
     for (Peer& p : peers_) {
-      heard += p.heard ? 1 : 0;
+      heard += p.heard && quorum_.contains(p.id) ? 1 : 0;  // learners do not count (§4.2.1)
       p.heard = false;
     }
     quorum_check_at_ = now + options_.election_timeout_min;
@@ -885,7 +1164,8 @@ class ReplicatedLog {
   std::uint64_t synced_ = 0;
   std::uint64_t applied_ = 0;
   std::vector<std::pair<NodeId, bool>> votes_;
-  std::vector<Peer> peers_;
+  std::vector<Peer> peers_;  // every member but self, learners included
+  std::vector<std::pair<std::uint64_t, RaftConfiguration>> configs_;  // (entry index, config)
   time_point election_at_{};
   time_point heartbeat_at_{};
   time_point quorum_check_at_{};
