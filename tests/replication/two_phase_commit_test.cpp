@@ -221,6 +221,26 @@ TEST_CASE(
   CHECK(out.take() == Sent{{1, pods::TwoPhaseQuery{10}}});
 }
 
+TEST_CASE("TwoPhaseParticipant: an Admit refusal votes no and locks nothing", "[2pc]") {
+  Out out;
+  pods::ManualClock clock;
+  std::vector<TxnId> asked;
+  Participant p(out, clock, pods::MemoryStorage{}, participant_options(2), {},
+                [&](TxnId t, const pods::TwoPhaseWork&) {
+                  asked.push_back(t);
+                  return t != 11;
+                });
+  p.receive(1, pods::TwoPhasePrepare{10, work({"a"})});
+  p.receive(1, pods::TwoPhasePrepare{11, work({"b"})});
+  p.receive(1, pods::TwoPhasePrepare{11, work({"b"})});  // a duplicate: the same no, not asked
+  CHECK(out.take() == Sent{{1, pods::TwoPhaseVote{10, true}},
+                           {1, pods::TwoPhaseVote{11, false}},
+                           {1, pods::TwoPhaseVote{11, false}}});
+  CHECK(asked == std::vector<TxnId>{10, 11});
+  CHECK(p.locked() == 1);
+  CHECK(p.state(11) == TwoPhaseState::aborted);
+}
+
 TEST_CASE(
     "TwoPhaseParticipant: commit is durable, applied once and acknowledged; abort releases; "
     "late and unknown decisions change nothing",

@@ -6,9 +6,10 @@
 //                part before knowing the others can apply theirs leaves the data half-changed.
 // Solution:      Two phases, driven by a coordinator. Phase 1 (prepare): the coordinator sends
 //                each participant its part; the participant locks the part's keys (a key
-//                locked by another transaction makes it vote no), appends a "prepared" record
-//                to its write-ahead log, syncs it, and only then votes yes. Phase 2 (decide):
-//                with a yes from every participant the coordinator appends a "commit" record,
+//                locked by another transaction, or an application's Admit refusal, makes it
+//                vote no), appends a "prepared" record to its write-ahead log, syncs it, and
+//                only then votes yes. Phase 2 (decide): with a yes from every participant the
+//                coordinator appends a "commit" record,
 //                syncs it (the commit point) and then sends commit; one no, or a participant
 //                that does not answer within prepare_timeout, makes it abort. Presumed abort:
 //                the coordinator never logs an abort, and a transaction it has no record of
@@ -658,19 +659,24 @@ class TwoPhaseParticipant {
   using time_point = typename C::time_point;
   // Applies one committed transaction's work to the application's state.
   using Apply = std::function<void(TxnId, const TwoPhaseWork&)>;
+  // Returns false to vote no on a new prepare whose keys are free (the application refuses
+  // the work, e.g. its timestamp is below a read it has served).
+  using Admit = std::function<bool(TxnId, const TwoPhaseWork&)>;
 
   // Opens the participant: replays its log from `storage`, calling `apply` for every committed
   // transaction in commit order, re-locks the keys of every transaction prepared without a
   // decision (in doubt) and asks its coordinator about each at the first tick. Keeps copies of
-  // the handles and retains `apply`. Throws std::invalid_argument naming options.id (zero) or
-  // options.query_interval (not positive); what WriteAheadLog throws on bad storage.
+  // the handles and retains `apply` and `admit` (empty: apply nothing, admit everything).
+  // Throws std::invalid_argument naming options.id (zero) or options.query_interval (not
+  // positive); what WriteAheadLog throws on bad storage.
   TwoPhaseParticipant(T transport, C clock, S storage, TwoPhaseParticipantOptions options,
-                      Apply apply = {})
+                      Apply apply = {}, Admit admit = {})
       : transport_(std::move(transport)),
         clock_(std::move(clock)),
         options_(checked(std::move(options))),
         wal_(std::move(storage)),
-        apply_(std::move(apply)) {
+        apply_(std::move(apply)),
+        admit_(std::move(admit)) {
     for (const auto& e : wal_.replay()) {
       if (const auto* p = std::get_if<TwoPhasePreparedRecord>(&e.entry)) {
         Txn& t = txns_[p->txn];
@@ -799,6 +805,11 @@ class TwoPhaseParticipant {
         return;
       }
     }
+    if (admit_ && !admit_(m.txn, m.work)) {
+      txns_[m.txn].state = TwoPhaseState::aborted;  // refused: remembered, not logged
+      transport_.send(from, TwoPhaseVote{m.txn, false});
+      return;
+    }
     Txn& t = txns_[m.txn];
     t.state = TwoPhaseState::prepared;
     t.coordinator = from;
@@ -845,6 +856,7 @@ class TwoPhaseParticipant {
   TwoPhaseParticipantOptions options_;
   WriteAheadLog<TwoPhaseParticipantRecord, TwoPhaseParticipantRecordCodec, S> wal_;
   Apply apply_;
+  Admit admit_;
   std::map<TxnId, Txn> txns_;
   std::map<std::string, TxnId> locks_;
   std::uint64_t dropped_ = 0;
