@@ -38,9 +38,11 @@
 //                    a truncated one rolls back to the previous. A leader makes a change only
 //                    once its own no-op committed and no other change is uncommitted; a
 //                    leader that removed itself steps down once the change commits.
-//                  - Learners (§4.2.1): members that receive the log but never vote, count
-//                    or campaign; a new server joins as a learner, catches up, and is
-//                    promoted to voter by a second change.
+//                  - Learners (§4.2.1): members that receive the log but never campaign and
+//                    never count, for the commit or in an election (a learner answers a
+//                    vote request, since it may have been promoted without knowing it yet,
+//                    but no candidate counts it); a new server joins as a learner, catches
+//                    up, and is promoted to voter by a second change.
 // Guarantees:    Election safety (at most one leader per term), log matching, leader
 //                completeness and state machine safety (§5.4.3): no two servers apply
 //                different commands at one index, and a committed entry is never lost, under
@@ -930,8 +932,10 @@ class ReplicatedLog {
     heartbeat_at_ = now + options_.heartbeat_interval;  // the no-op announces the term
   }
 
+  // A server answers by the same rules whatever its own role in its configuration: a learner
+  // may have been promoted by an entry it has not received yet (§4.1), and a candidate counts
+  // only the voters of its own configuration, so a learner's answer never decides (§4.2.1).
   void handle(NodeId from, const RequestVote& v) {
-    if (!configuration().is_voter(options_.self)) return;  // §4.2.1: a learner never votes
     if (v.pre_vote) {
       // §9.6: grant when we would vote in that term; our own term does not change.
       const bool granted = v.term > term() && !leader_lease_holds() && up_to_date(v);
