@@ -142,6 +142,8 @@ class Node {
         random_(ctx.random),
         hlc_(ctx.clock, 0ns),
         bound_(ctx.clock, world.options.epsilon) {
+    reads_ = ctx.incarnation << 32;  // read ids never repeat across restarts: a reply to an
+                                     // earlier incarnation's read may still be in flight
     if (id_ == kFrontEnd) {
       coordinator_ = std::make_unique<Coordinator>(
           TwoPhaseLink{ctx.endpoint}, ctx.clock, ctx.storage,
@@ -296,8 +298,8 @@ class Node {
   HybridTimestamp served_;
   std::vector<HybridTimestamp> waiting_;  // committed, waiting out ε
   pods::sim::NodeClock::time_point next_{};
-  std::optional<Read> read_;
   std::uint64_t reads_ = 0;
+  std::optional<Read> read_;
 };
 
 using Cluster = pods::sim::Cluster<Node, Message>;

@@ -5,22 +5,21 @@
 //                any point, messages are lost and reordered, and a server that applies its
 //                part before knowing the others can apply theirs leaves the data half-changed.
 // Solution:      Two phases, driven by a coordinator. Phase 1 (prepare): the coordinator sends
-//                each participant its part; the participant locks the part's keys (a key
-//                locked by another transaction, or an application's Admit refusal, makes it
-//                vote no), appends a "prepared" record to its write-ahead log, syncs it, and
-//                only then votes yes. Phase 2 (decide): with a yes from every participant the
-//                coordinator appends a "commit" record,
-//                syncs it (the commit point) and then sends commit; one no, or a participant
-//                that does not answer within prepare_timeout, makes it abort. Presumed abort:
-//                the coordinator never logs an abort, and a transaction it has no record of
-//                is aborted, so whoever asks about it is told abort. A participant that voted
-//                yes has given up its right to decide: it holds its locks until told, and when
-//                the decision does not come it asks the coordinator (the in-doubt query),
-//                every query_interval. Restarts replay the logs: a participant re-locks what
-//                it prepared and asks about it; a coordinator resends commit to every
-//                participant that has not acknowledged a transaction it logged as committed
-//                (a transaction it was still preparing is lost with its memory, and is thus
-//                aborted). Every message is idempotent: duplicates get the same answer again.
+//                each participant its part; the participant locks the part's keys (a key locked by
+//                another transaction, or an application's Admit refusal, makes it vote no),
+//                appends a "prepared" record to its write-ahead log, syncs it, and only then votes
+//                yes. Phase 2 (decide): with a yes from every participant the coordinator appends
+//                a "commit" record, syncs it (the commit point) and then sends commit; one no, or
+//                a participant that does not answer within prepare_timeout, makes it abort.
+//                Presumed abort: the coordinator never logs an abort, and a transaction it has no
+//                record of is aborted, so whoever asks about it is told abort. A participant that
+//                voted yes has given up its right to decide: it holds its locks until told, and
+//                when the decision does not come it asks the coordinator (the in-doubt query),
+//                every query_interval. Restarts replay the logs: a participant re-locks what it
+//                prepared and asks about it; a coordinator resends commit to every participant
+//                that has not acknowledged a transaction it logged as committed (a transaction it
+//                was still preparing is lost with its memory, and is thus aborted). Every message
+//                is idempotent: duplicates get the same answer again.
 // Guarantees:    Atomicity across crashes that keep synced bytes (MemoryStorage::crash(tear)
 //                included): a transaction's parts are applied on all its participants or on
 //                none, and a begin() callback that says committed means every participant
