@@ -3,7 +3,10 @@
 // is canonical (fixed-width fields, checked booleans and tag, length-prefixed commands), so a
 // message that decoded must encode back to exactly the input bytes and decode to itself.
 // What decodes is also delivered to a follower and to a leader of a three-server cluster,
-// which must refuse, drop or apply it without crashing, whatever its fields say.
+// which must refuse, drop or apply it without crashing, whatever its fields say; an
+// AppendEntries is delivered a second time with every entry turned into a configuration entry,
+// so that arbitrary bytes reach the configuration decoder, which must drop the message or
+// adopt a configuration that has a voter and lies within the log.
 #include "codec_round_trip.hpp"
 
 #include <pods/policy/clock.hpp>
@@ -19,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <span>
+#include <variant>
 #include <vector>
 
 namespace {
@@ -44,6 +48,22 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   pods::ReplicatedLog follower(pods::MemoryStorage{}, out, clock, sink, follower_options);
   follower.receive(2, message);
   follower.tick();
+  auto check_configuration = [](const auto& log) {
+    if (log.configuration().voters.empty())
+      pods::fuzz::bug("replicated_log_fuzz", "a configuration without a voter");
+    if (log.configuration_index() > log.last_index())
+      pods::fuzz::bug("replicated_log_fuzz", "a configuration beyond the log");
+  };
+  check_configuration(follower);
+  if (const auto* append = std::get_if<pods::AppendEntries>(&message)) {
+    pods::AppendEntries as_configurations = *append;
+    for (pods::RaftEntry& e : as_configurations.entries)
+      e.kind = pods::RaftEntryKind::configuration;
+    pods::ReplicatedLog member(pods::MemoryStorage{}, out, clock, sink, follower_options);
+    member.receive(2, as_configurations);
+    member.tick();
+    check_configuration(member);
+  }
 
   // A leader of term 1 (elected by hand), holding its no-op and one command.
   pods::ReplicatedLogOptions leader_options{.self = 1, .voters = {1, 2, 3}, .pre_vote = false};

@@ -566,7 +566,9 @@ class ReplicatedLog {
     const time_point now = clock_.now();
     if (role_ == RaftRole::leader) {
       flush();
-      if (options_.check_quorum && now >= quorum_check_at_) check_quorum(now);
+      if (role_ == RaftRole::leader && options_.check_quorum && now >= quorum_check_at_) {
+        check_quorum(now);  // (flush may have stepped a removed leader down, §4.2.2)
+      }
       if (role_ == RaftRole::leader && now >= heartbeat_at_) {
         heartbeat_at_ = now + options_.heartbeat_interval;
         for (Peer& p : peers_) {
