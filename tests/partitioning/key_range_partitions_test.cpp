@@ -87,11 +87,14 @@ struct Model {
   void merge(std::size_t j) { ranges.erase(ranges.begin() + static_cast<std::ptrdiff_t>(j) + 1); }
 };
 
+// Short keys over a small alphabet (so splits, routes and queries collide often), with NUL
+// bytes, and a third of them behind one shared 8-byte prefix so that the prefix comparison
+// ties and the full comparison decides.
 std::string random_key(pods::Random& random) {
-  std::string k;
+  std::string k = random.chance(0.3) ? "commonpf" : "";
   const std::size_t n = random.below(4);
   for (std::size_t i = 0; i < n; ++i)
-    k.push_back(static_cast<char>('a' + random.below(6)));
+    k.push_back(random.chance(0.1) ? '\0' : static_cast<char>('a' + random.below(6)));
   return k;
 }
 
@@ -174,6 +177,21 @@ TEST_CASE("keys route to the range containing them") {
   CHECK(parts.range(1) == KeyRange{"d", "k"});
   CHECK(parts.range(3) == KeyRange{"p", std::nullopt});
   CHECK(coverage_error(parts) == "");
+}
+
+TEST_CASE("keys that share their first eight bytes route by the rest") {
+  const std::vector<std::string> long_points{"abcdefgh", std::string("abcdefgh\0", 9), "abcdefghb",
+                                             "abcdefgi"};
+  const KeyRangePartitions parts(long_points);
+  CHECK(parts.route("abcdefg") == 0);
+  CHECK(parts.route("abcdefgh") == 1);
+  CHECK(parts.route(std::string("abcdefgh\0", 9)) == 2);
+  CHECK(parts.route("abcdefgha") == 2);
+  CHECK(parts.route("abcdefghb") == 3);
+  CHECK(parts.route("abcdefghzzzz") == 3);
+  CHECK(parts.route("abcdefgi") == 4);
+  CHECK(parts.route_range("abcdefgh", std::string_view("abcdefghb")) == std::vector<RangeId>{1, 2});
+  CHECK(parts.route_range("abcdefg", std::string_view("abcdefgh")) == std::vector<RangeId>{0});
 }
 
 TEST_CASE("range queries return exactly the covering ranges in order") {
