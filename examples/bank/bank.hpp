@@ -1,18 +1,18 @@
 // The bank: accounts spread over partitions, transfers as two-phase commits, and snapshot
 // reads of every balance at a hybrid-clock timestamp, on the simulator (Jepsen's bank test).
 //
-// Nine accounts live on three partitions (account a on partition node 2 + a % 3; a fixed
-// mapping). Node 1 is the bank's front end: a TwoPhaseCoordinator that runs transfers of 1
-// between accounts on different partitions. A transfer is stamped at begin with the front
-// end's HybridClock, and its client is acknowledged only after the commit is durable and the
-// Clock-Bound Wait has passed (now - ε > the stamp), so by then every clock in the cluster is
-// past it. Each partition is a TwoPhaseParticipant whose Apply records the committed delta
-// with its stamp; its Admit refuses a transfer stamped at or below the highest snapshot it
-// has served (so a served snapshot never changes), and after a restart it takes that to be
-// its clock plus ε (it served nothing its clock could not be ε behind). Node 5 reads: it
-// stamps a snapshot with its own HybridClock, asks every partition for its balances as of
-// that stamp (a partition with a locked account answers "retry": a prepared transfer may
-// yet commit below the stamp) and sums them.
+// Nine accounts live on three partition nodes: account a's key "account/a" falls in one of 12
+// FixedPartitions, whose primary holds it. Node 1 is the bank's front end: a TwoPhaseCoordinator
+// that runs transfers of 1 between accounts on different partitions. A transfer is stamped at begin
+// with the front end's HybridClock, and its client is acknowledged only after the commit is durable
+// and the Clock-Bound Wait has passed (now - ε > the stamp), so by then every clock in the cluster
+// is past it. Each partition is a TwoPhaseParticipant whose Apply records the committed delta with
+// its stamp; its Admit refuses a transfer stamped at or below the highest snapshot it has served
+// (so a served snapshot never changes), and after a restart it takes that to be its clock plus ε
+// (it served nothing its clock could not be ε behind). Node 5 reads: it stamps a snapshot with its
+// own HybridClock, asks every partition for its balances as of that stamp (a partition with a
+// locked account answers "retry": a prepared transfer may yet commit below the stamp) and sums
+// them.
 //
 // Checked: every snapshot's total is the opening total (no transfer is seen half-applied);
 // a snapshot begun after a transfer was acknowledged includes it (its stamp is above the
@@ -20,6 +20,7 @@
 // clock lags by more than ε, the second check fails: the anomaly the wait exists to prevent.
 #pragma once
 
+#include <pods/partitioning/fixed_partitions.hpp>
 #include <pods/policy/wire.hpp>
 #include <pods/replication/two_phase_commit.hpp>
 #include <pods/sim/cluster.hpp>
