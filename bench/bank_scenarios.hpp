@@ -2,11 +2,11 @@
 // commits: transfers per simulated and per real second, and the commit latency in simulated
 // round trips beside the protocol's floor.
 //
-// Included into bench/partitioning_bench.cpp. Nine accounts live on three partitions (account
-// i on partition node 2 + i % 3), each partition a TwoPhaseParticipant over a MemoryStorage
-// whose Apply adds the transfer's delta to the account; node 1 is the TwoPhaseCoordinator. A
-// transfer moves 1 from account a to account b (on another partition): two branches, each
-// locking its account. Scenarios:
+// Included into bench/partitioning_bench.cpp. Nine accounts live on three partition nodes (as
+// in examples/bank: by FixedPartitions, account i on node 2 + i % 3), each partition a
+// TwoPhaseParticipant over a MemoryStorage whose Apply adds the transfer's delta to the account;
+// node 1 is the TwoPhaseCoordinator. A transfer moves 1 from account a to account b (on another
+// partition): two branches, each locking its account. Scenarios:
 //   bank/transfers_sim/<clients>   on a sim::Network with one-way delays uniform in [1, 2] ms
 //       and no faults, <clients> closed-loop clients (each begins its next transfer when the
 //       last one's outcome arrives) for 1 s of virtual time; reports committed transfers per
