@@ -118,7 +118,7 @@ class KeyRangePartitions {
     if (end && begin == *end) return {};
     const std::size_t first = index_of(begin);
     // The last range that starts before `end`: [start, ...) meets [begin, end) iff start < end.
-    const std::size_t last = end ? first_not_before(*end) - 1 : ids_.size() - 1;
+    const std::size_t last = end ? first_start(*end, false) - 1 : ids_.size() - 1;
     return std::vector<RangeId>(ids_.begin() + static_cast<std::ptrdiff_t>(first),
                                 ids_.begin() + static_cast<std::ptrdiff_t>(last) + 1);
   }
@@ -240,35 +240,18 @@ class KeyRangePartitions {
     return p;
   }
 
-  // Returns the index of the first start after `key` (starts_.size() when none): a binary
-  // search that compares the 8-byte prefixes (one integer comparison in a dense array) and
-  // reads the strings only when the prefixes are equal.
-  std::size_t first_after(std::string_view key) const noexcept {
+  // Returns the index of the first start after `key` (`after`) or not before it (otherwise);
+  // starts_.size() when none. A binary search that compares the 8-byte prefixes (one integer
+  // comparison in a dense array) and reads the strings only when the prefixes are equal.
+  std::size_t first_start(std::string_view key, bool after) const noexcept {
     const std::uint64_t kp = prefix(key);
     std::size_t lo = 0, n = starts_.size();
     while (n > 0) {
       const std::size_t half = n / 2;
       const std::size_t mid = lo + half;
-      const bool after = prefixes_[mid] != kp ? prefixes_[mid] > kp : key < starts_[mid];
-      if (after) {
-        n = half;
-      } else {
-        lo = mid + 1;
-        n -= half + 1;
-      }
-    }
-    return lo;
-  }
-
-  // Returns the index of the first start not before `key`.
-  std::size_t first_not_before(std::string_view key) const noexcept {
-    const std::uint64_t kp = prefix(key);
-    std::size_t lo = 0, n = starts_.size();
-    while (n > 0) {
-      const std::size_t half = n / 2;
-      const std::size_t mid = lo + half;
-      const bool before = prefixes_[mid] != kp ? prefixes_[mid] < kp : starts_[mid] < key;
-      if (before) {
+      const int c = prefixes_[mid] != kp ? (prefixes_[mid] < kp ? -1 : 1)
+                                         : std::string_view(starts_[mid]).compare(key);
+      if (c < 0 || (after && c == 0)) {
         lo = mid + 1;
         n -= half + 1;
       } else {
@@ -280,7 +263,7 @@ class KeyRangePartitions {
 
   std::size_t index_of(std::string_view key) const noexcept {
     // The last start not after key; starts_[0] == "" is never after any key.
-    return first_after(key) - 1;
+    return first_start(key, true) - 1;
   }
 
   std::size_t position(RangeId id) const {
