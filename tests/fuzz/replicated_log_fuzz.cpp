@@ -6,7 +6,9 @@
 // which must refuse, drop or apply it without crashing, whatever its fields say; an
 // AppendEntries is delivered a second time with every entry turned into a configuration entry,
 // so that arbitrary bytes reach the configuration decoder, which must drop the message or
-// adopt a configuration that has a voter and lies within the log.
+// adopt a configuration that has a voter and lies within the log. The leader
+// snapshots after every applied entry, so a refusal sends it InstallSnapshot (§7), and it is
+// handing leadership to server 3 (§3.10), so a reply can make it send TimeoutNow.
 #include "codec_round_trip.hpp"
 
 #include <pods/policy/clock.hpp>
@@ -66,7 +68,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
 
   // A leader of term 1 (elected by hand), holding its no-op and one command.
-  pods::ReplicatedLogOptions leader_options{.self = 1, .voters = {1, 2, 3}, .pre_vote = false};
+  pods::ReplicatedLogOptions leader_options{
+      .self = 1, .voters = {1, 2, 3}, .pre_vote = false, .snapshot_every = 1};
   pods::ReplicatedLog leader(pods::MemoryStorage{}, out, clock, sink, leader_options);
   clock.advance(std::chrono::seconds(1));
   leader.tick();
@@ -74,6 +77,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (!leader.is_leader()) pods::fuzz::bug("replicated_log_fuzz", "the hand-made election failed");
   (void)leader.propose(std::vector<std::byte>{std::byte{1}});
   leader.tick();
+  leader.receive(2, pods::AppendReply{1, true, leader.last_index(), 0, 0});
+  if (!leader.transfer_leadership(3))
+    pods::fuzz::bug("replicated_log_fuzz", "the transfer was refused");
   leader.receive(3, message);
   leader.tick();
   if (leader.commit_index() > leader.last_index())

@@ -107,6 +107,7 @@
 #include <pods/policy/wire.hpp>
 #include <pods/replication/high_water_mark.hpp>
 #include <pods/storage/crc32c.hpp>
+#include <pods/storage/low_water_mark.hpp>
 #include <pods/storage/segmented_log_core.hpp>
 #include <pods/time/generation_clock.hpp>
 
@@ -221,6 +222,7 @@ struct RequestVote {
   std::uint64_t last_log_index = 0;
   std::uint64_t last_log_term = 0;
   bool pre_vote = false;
+  bool transfer = false;  // sent on a TimeoutNow: voters disregard their leader lease (§3.10)
 
   friend bool operator==(const RequestVote&, const RequestVote&) = default;
 };
@@ -256,12 +258,43 @@ struct AppendReply {
   friend bool operator==(const AppendReply&, const AppendReply&) = default;
 };
 
-using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries, AppendReply>;
+// The leader's snapshot for a follower that needs entries the leader has compacted (§7): the
+// state machine's bytes at last_index, the term of that entry and the configuration then.
+struct InstallSnapshot {
+  std::uint64_t term = 0;
+  std::uint64_t last_index = 0;
+  std::uint64_t last_term = 0;
+  RaftConfiguration configuration;
+  std::vector<std::byte> data;
 
-// The wire format of ReplicatedLogMessage: a version byte (2), a tag byte (0..3 in variant
+  friend bool operator==(const InstallSnapshot&, const InstallSnapshot&) = default;
+};
+
+// The answer to an InstallSnapshot: the follower's term and the index its state now covers.
+struct InstallSnapshotReply {
+  std::uint64_t term = 0;
+  std::uint64_t last_index = 0;
+
+  friend bool operator==(const InstallSnapshotReply&, const InstallSnapshotReply&) = default;
+};
+
+// A leader handing over leadership tells the caught-up target to start an election at once
+// (Raft dissertation §3.10).
+struct TimeoutNow {
+  std::uint64_t term = 0;
+
+  friend bool operator==(const TimeoutNow&, const TimeoutNow&) = default;
+};
+
+using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries, AppendReply,
+                                          InstallSnapshot, InstallSnapshotReply, TimeoutNow>;
+
+// The wire format of ReplicatedLogMessage: a version byte (2), a tag byte (0..6 in variant
 // order), then the fields in declaration order, little-endian; booleans one byte (0 or 1),
-// entries as a count then (term, kind byte 0..2, length-prefixed bytes). Version 1 had a
-// no-op boolean where the kind byte is.
+// entries as a count then (term, kind byte 0..2, length-prefixed bytes); a configuration as
+// length-prefixed RaftConfiguration bytes, snapshot data length-prefixed. A RequestVote's
+// transfer flag is one trailing byte 1 when set and absent when not, so a RequestVote without
+// it reads as before. Version 1 had a no-op boolean where the kind byte is.
 struct ReplicatedLogMessageCodec {
   static constexpr std::uint8_t version = 2;
 
@@ -287,6 +320,13 @@ struct ReplicatedLogMessageCodec {
         v.last_log_index = r.u64();
         v.last_log_term = r.u64();
         v.pre_vote = r.boolean();
+        if (r.remaining() > 0) {
+          const std::size_t at = r.offset();
+          v.transfer = r.boolean();
+          if (!v.transfer) {
+            throw CorruptionError("ReplicatedLogMessage", at, "transfer flag 0 must be omitted");
+          }
+        }
         m = v;
         break;
       }
@@ -326,6 +366,30 @@ struct ReplicatedLogMessageCodec {
         m = a;
         break;
       }
+      case 4: {
+        InstallSnapshot s;
+        s.term = r.u64();
+        s.last_index = r.u64();
+        s.last_term = r.u64();
+        s.configuration =
+            RaftConfiguration::decode(r.bytes_view(), "ReplicatedLogMessage configuration");
+        s.data = r.bytes();
+        m = std::move(s);
+        break;
+      }
+      case 5: {
+        InstallSnapshotReply s;
+        s.term = r.u64();
+        s.last_index = r.u64();
+        m = s;
+        break;
+      }
+      case 6: {
+        TimeoutNow t;
+        t.term = r.u64();
+        m = t;
+        break;
+      }
     }
     r.expect_end();
     return m;
@@ -337,6 +401,7 @@ struct ReplicatedLogMessageCodec {
     w.u64(v.last_log_index);
     w.u64(v.last_log_term);
     w.boolean(v.pre_vote);
+    if (v.transfer) w.boolean(true);
   }
   static void put(wire::Writer& w, const VoteReply& v) {
     w.u64(v.term);
@@ -362,6 +427,20 @@ struct ReplicatedLogMessageCodec {
     w.u64(a.conflict_term);
     w.u64(a.conflict_index);
   }
+  static void put(wire::Writer& w, const InstallSnapshot& s) {
+    w.u64(s.term);
+    w.u64(s.last_index);
+    w.u64(s.last_term);
+    Buffer config;
+    s.configuration.encode(config);
+    w.bytes(config);
+    w.bytes(s.data);
+  }
+  static void put(wire::Writer& w, const InstallSnapshotReply& s) {
+    w.u64(s.term);
+    w.u64(s.last_index);
+  }
+  static void put(wire::Writer& w, const TimeoutNow& t) { w.u64(t.term); }
 };
 static_assert(Codec<ReplicatedLogMessageCodec, ReplicatedLogMessage>);
 
@@ -371,6 +450,7 @@ struct RaftRules {
   static constexpr bool up_to_date_check = true;      // §5.4.1
   static constexpr bool current_term_commit = true;   // §5.4.2
   static constexpr bool one_change_at_a_time = true;  // dissertation §4.1
+  static constexpr bool durable_install = true;       // §7: the snapshot synced before the reply
 };
 
 struct ReplicatedLogOptions {
@@ -386,6 +466,8 @@ struct ReplicatedLogOptions {
   bool check_quorum = true;            // §6
   std::uint64_t seed = 0;              // election jitter
   LogOptions log{};                    // the storage log's segments (sync is managed here)
+  std::uint64_t snapshot_every = 0;    // §7: snapshot after this many applied entries (0: never)
+  std::size_t max_snapshot_bytes = std::size_t{64} << 20;  // larger InstallSnapshots are dropped
 };
 
 enum class RaftRole { follower, pre_candidate, candidate, leader };
@@ -396,7 +478,13 @@ namespace detail {
 // are first indices, at most SegmentedLog's max_index).
 inline constexpr std::uint64_t raft_state_segment = std::numeric_limits<std::uint64_t>::max();
 
-// A SegmentStorage view that hides the state segment, so that the log sees only its own.
+// The two segments that hold snapshots (§7), written in turn: a new snapshot goes to the one
+// that does not hold the current one, so a torn write never replaces a good snapshot.
+inline constexpr std::uint64_t raft_snapshot_segments[2] = {raft_state_segment - 1,
+                                                            raft_state_segment - 2};
+
+// A SegmentStorage view that hides the state and snapshot segments, so that the log sees only
+// its own.
 template <SegmentStorage S>
 class RaftLogStorage {
  public:
@@ -404,6 +492,8 @@ class RaftLogStorage {
   std::vector<std::uint64_t> list() const {
     std::vector<std::uint64_t> ids = s_.list();
     std::erase(ids, raft_state_segment);
+    for (std::uint64_t id : raft_snapshot_segments)
+      std::erase(ids, id);
     return ids;
   }
   void create(std::uint64_t id) { s_.create(id); }
@@ -434,11 +524,12 @@ class ReplicatedLog {
   using Message = ReplicatedLogMessage;
   using time_point = typename Clock::time_point;
 
-  // Opens the server's durable state (term, vote, log) from `storage` (a copy is kept) and
-  // starts as a follower. `machine` is retained by reference and must outlive the log; it
-  // should be empty: committed entries are applied from index 1 as the mark is learnt.
-  // Throws std::invalid_argument naming the option when options break a rule,
-  // pods::CorruptionError for bad durable state, what the storage throws.
+  // Opens the server's durable state (term, vote, snapshot, log) from `storage` (a copy is
+  // kept) and starts as a follower. `machine` is retained by reference and must outlive the
+  // log; it should be empty: it is restored from the snapshot when there is one (§7), and the
+  // committed entries after it are applied as the mark is learnt. Throws std::invalid_argument
+  // naming the option when options break a rule, pods::CorruptionError for bad durable state
+  // (a log that starts after the snapshot), what the storage and the machine throw.
   ReplicatedLog(Storage storage, T transport, Clock clock, SM& machine,
                 ReplicatedLogOptions options)
       : options_(validated(std::move(options))),
@@ -455,7 +546,8 @@ class ReplicatedLog {
     std::sort(initial.learners.begin(), initial.learners.end());
     configs_.push_back({0, std::move(initial)});
     recover_state();
-    for (const LogEntry& e : log_.entries()) {
+    recover_snapshot();
+    for (const LogEntry& e : log_.entries(base_ + 1)) {
       RaftEntry entry = decode_entry(e.index, e.payload);
       terms_.push_back(entry.term);
       if (entry.kind == RaftEntryKind::configuration) {
@@ -473,8 +565,10 @@ class ReplicatedLog {
   // Appends `command` (copied) to the log when this server leads and returns its index; the
   // entry is synced, replicated and applied by later tick() and receive() calls. Returns
   // Errc::not_leader otherwise (leader() names the leader when known). Allocates.
+  // Returns Errc::full while a leadership transfer is under way (dissertation §3.10).
   Outcome<std::uint64_t> propose(std::span<const std::byte> command) {
     if (role_ != RaftRole::leader) return Errc::not_leader;
+    if (transfer_to_) return Errc::full;
     return append_local(
         RaftEntry{term(), RaftEntryKind::command, {command.begin(), command.end()}});
   }
@@ -533,8 +627,62 @@ class ReplicatedLog {
     });
   }
 
+  // ---- snapshots (§7) and leadership transfer (dissertation §3.10) ---------------------
+
+  // Takes a snapshot of the state machine at the applied index, makes it durable (in the
+  // snapshot segment that does not hold the current one, synced before it counts), then
+  // removes the log segments wholly covered by it (SnapshotLowWaterMark). Returns false, and
+  // does nothing, when nothing was applied since the last snapshot. Called by itself every
+  // options.snapshot_every applied entries. Allocates (the snapshot's bytes are retained, to
+  // be sent to lagging followers). Throws what the storage and machine.snapshot() throw.
+  bool compact() {
+    if (applied_ <= base_) return false;
+    const std::uint64_t index = applied_;
+    const std::uint64_t t = term_at(index);
+    RaftConfiguration config = configuration_at(index);
+    std::vector<std::byte> data = machine_.snapshot();
+    write_snapshot(index, t, config, data, true);
+    drop_prefix(index, t, std::move(config));
+    snapshot_data_ = std::move(data);
+    ++snapshots_taken_;
+    lwm_.snapshot_taken(index);
+    lwm_.clean(log_);
+    return true;
+  }
+
+  // Hands leadership to the voter `to` (dissertation §3.10): refuses proposals and
+  // membership changes (Errc::full) from now on, brings `to` up to date, then sends it
+  // TimeoutNow, on which it starts an election at once. Gives up after
+  // options.election_timeout_max (transfer_target() is then nullopt again). Returns
+  // Errc::not_leader on a server that is not the leader. Throws std::invalid_argument naming
+  // `to` when it is 0, this server or not a voter. May sync the log.
+  Outcome<void> transfer_leadership(NodeId to) {
+    if (to == 0) reject("transfer_leadership", to, "must not be 0");
+    if (to == options_.self) reject("transfer_leadership", to, "is this server");
+    if (role_ != RaftRole::leader) return Errc::not_leader;
+    if (!configuration().is_voter(to)) reject("transfer_leadership", to, "is not a voter");
+    transfer_to_ = to;
+    transfer_deadline_ = clock_.now() + options_.election_timeout_max;
+    flush();
+    if (Peer* p = peer(to); p && role_ == RaftRole::leader) {
+      if (!send_timeout_now(*p)) send_append(*p, false);
+    }
+    return {};
+  }
+
+  // Returns the server leadership is being handed to (nullopt: no transfer under way).
+  std::optional<NodeId> transfer_target() const noexcept { return transfer_to_; }
+  // Returns the index the snapshot covers (0: no snapshot): the log starts after it.
+  std::uint64_t snapshot_index() const noexcept { return base_; }
+  // Returns the term of the snapshot's last entry (0: no snapshot).
+  std::uint64_t snapshot_term() const noexcept { return base_term_; }
+  // Returns how many snapshots this server took (compact) since it started.
+  std::uint64_t snapshots_taken() const noexcept { return snapshots_taken_; }
+  // Returns how many snapshots from a leader this server installed since it started.
+  std::uint64_t snapshots_installed() const noexcept { return snapshots_installed_; }
+
   // Returns the latest configuration in the log (committed or not; options.voters and
-  // options.learners before any change).
+  // options.learners before any change, the snapshot's when it covers every change).
   const RaftConfiguration& configuration() const noexcept { return configs_.back().second; }
   // Returns the index of the latest configuration's entry (0: the options' configuration).
   std::uint64_t configuration_index() const noexcept { return configs_.back().first; }
@@ -560,11 +708,13 @@ class ReplicatedLog {
     std::visit([&](auto& v) { handle(from, v); }, m);
   }
 
-  // Fires what is due: an election timeout, a heartbeat, a check-quorum round; syncs what
-  // propose appended and replicates it. Throws what the storage throws.
+  // Fires what is due: an election timeout, a heartbeat, a check-quorum round, the end of a
+  // leadership transfer; syncs what propose appended and replicates it. Throws what the
+  // storage throws.
   void tick() {
     const time_point now = clock_.now();
     if (role_ == RaftRole::leader) {
+      if (transfer_to_ && now >= transfer_deadline_) transfer_to_.reset();  // §3.10: abort
       flush();
       if (role_ == RaftRole::leader && options_.check_quorum && now >= quorum_check_at_) {
         check_quorum(now);  // (flush may have stepped a removed leader down, §4.2.2)
@@ -591,7 +741,9 @@ class ReplicatedLog {
   time_point next_deadline() const {
     if (role_ == RaftRole::leader) {
       if (synced_ < last_index()) return clock_.now();
-      return options_.check_quorum ? std::min(heartbeat_at_, quorum_check_at_) : heartbeat_at_;
+      time_point next =
+          options_.check_quorum ? std::min(heartbeat_at_, quorum_check_at_) : heartbeat_at_;
+      return transfer_to_ ? std::min(next, transfer_deadline_) : next;
     }
     return election_at_;
   }
@@ -610,14 +762,19 @@ class ReplicatedLog {
   std::uint64_t commit_index() const noexcept { return mark_.value(); }
   // Returns the last index applied to the state machine.
   std::uint64_t applied_index() const noexcept { return applied_; }
-  // Returns the last index of the log (0 when empty).
-  std::uint64_t last_index() const noexcept { return terms_.size(); }
-  // Returns the term of the entry at `index` (0 for index 0 or beyond the log).
+  // Returns the last index of the log (0 when empty; the snapshot's index when the log holds
+  // nothing after it).
+  std::uint64_t last_index() const noexcept { return base_ + terms_.size(); }
+  // Returns the term of the entry at `index`: the snapshot's term at its index, 0 for index 0,
+  // below the snapshot or beyond the log.
   std::uint64_t term_at(std::uint64_t index) const noexcept {
-    return index == 0 || index > terms_.size() ? 0 : terms_[index - 1];
+    if (index == base_) return base_term_;
+    return index < base_ || index > last_index() ? 0 : terms_[index - base_ - 1];
   }
-  // Returns the entry at `index`, or nullopt outside the log. Allocates.
+  // Returns the entry at `index`, or nullopt outside the log (at or below the snapshot's
+  // index too). Allocates.
   std::optional<RaftEntry> entry(std::uint64_t index) const {
+    if (index <= base_) return std::nullopt;
     std::optional<LogEntry> raw = log_.read(index);
     if (!raw) return std::nullopt;
     return decode_entry(index, raw->payload);
@@ -718,6 +875,149 @@ class ReplicatedLog {
     storage_.sync(detail::raft_state_segment);
   }
 
+  // ---- snapshots (§7) -----------------------------------------------------------------
+
+  // A snapshot segment holds one record: last index, last term (u64 each), the configuration
+  // and the machine's bytes (length-prefixed), then a crc32c of all of it. A record whose
+  // checksum fails (a torn write) is ignored; of two good ones the higher index counts.
+  void recover_snapshot() {
+    const std::vector<std::uint64_t> ids = storage_.list();
+    std::optional<InstallSnapshot> best;
+    for (std::uint64_t id : detail::raft_snapshot_segments) {
+      if (std::find(ids.begin(), ids.end(), id) == ids.end()) continue;
+      std::vector<std::byte> bytes(static_cast<std::size_t>(storage_.size(id)));
+      const std::size_t got = storage_.read(id, 0, bytes);
+      if (got < 4 || got != bytes.size()) continue;
+      wire::Reader tail(std::span<const std::byte>(bytes.data() + got - 4, 4), "raft snapshot");
+      if (tail.u32() != crc32c(bytes.data(), got - 4)) continue;
+      wire::Reader r(std::span<const std::byte>(bytes.data(), got - 4),
+                     std::string(storage_.name(id)));
+      InstallSnapshot s;
+      s.last_index = r.u64();
+      s.last_term = r.u64();
+      s.configuration = RaftConfiguration::decode(r.bytes_view(), std::string(storage_.name(id)));
+      s.data = r.bytes();
+      r.expect_end();
+      if (!best || s.last_index > best->last_index) {
+        best = std::move(s);
+        snapshot_slot_ = id;
+      }
+    }
+    if (!best) {
+      if (log_.first_index() != 1) {
+        throw CorruptionError(std::string(storage_.name(log_.first_index())), 0,
+                              "the log starts after index 1 and there is no snapshot");
+      }
+      return;
+    }
+    const std::uint64_t index = best->last_index;
+    // The log continues the snapshot when it holds the snapshot's entry with its term, or
+    // starts right after it; otherwise (an InstallSnapshot that conflicted, cut short by a
+    // crash) the log is discarded, as the install would have done.
+    bool continues = log_.first_index() == index + 1;
+    if (log_.first_index() <= index && index <= log_.last_index()) {
+      continues = decode_entry(index, log_.read(index)->payload).term == best->last_term;
+    } else if (log_.first_index() > index + 1) {
+      throw CorruptionError(std::string(storage_.name(log_.first_index())), 0,
+                            "the log starts after the snapshot's index + 1");
+    }
+    if (!continues) reset_log(index + 1);
+    base_ = index;
+    base_term_ = best->last_term;
+    configs_.assign(1, {index, std::move(best->configuration)});
+    machine_.restore(best->data);
+    snapshot_data_ = std::move(best->data);
+    applied_ = index;
+    mark_.follow(index);
+    lwm_.snapshot_taken(index);
+  }
+
+  // Writes a snapshot record to the snapshot segment that does not hold the current one and,
+  // when `sync`, syncs it, then removes the previous one (only a synced snapshot replaces it).
+  void write_snapshot(std::uint64_t index, std::uint64_t t, const RaftConfiguration& config,
+                      std::span<const std::byte> data, bool sync) {
+    const auto& slots = detail::raft_snapshot_segments;
+    const std::uint64_t slot = snapshot_slot_ == slots[0] ? slots[1] : slots[0];
+    Buffer record;
+    wire::Writer w(record);
+    w.u64(index);
+    w.u64(t);
+    Buffer c;
+    config.encode(c);
+    w.bytes(c);
+    w.bytes(data);
+    w.u32(crc32c(record.data(), record.size()));
+    const std::vector<std::uint64_t> ids = storage_.list();
+    if (std::find(ids.begin(), ids.end(), slot) != ids.end()) storage_.remove(slot);
+    storage_.create(slot);
+    storage_.append(slot, record);
+    if (!sync) return;
+    storage_.sync(slot);
+    const std::uint64_t old = std::exchange(snapshot_slot_, slot);
+    if (old != 0) storage_.remove(old);
+  }
+
+  // Returns the configuration in force at `index`: the latest one appended at or before it.
+  RaftConfiguration configuration_at(std::uint64_t index) const {
+    const RaftConfiguration* c = &configs_.front().second;
+    for (const auto& [at, config] : configs_) {
+      if (at <= index) c = &config;
+    }
+    return *c;
+  }
+
+  // Forgets the entries up to `index` (base_ < index <= last_index()), now in the snapshot
+  // whose last term is `t` and configuration `config`; the storage log is cleaned after.
+  void drop_prefix(std::uint64_t index, std::uint64_t t, RaftConfiguration config) {
+    terms_.erase(terms_.begin(), terms_.begin() + static_cast<std::ptrdiff_t>(index - base_));
+    base_ = index;
+    base_term_ = t;
+    auto later = std::find_if(configs_.begin(), configs_.end(),
+                              [&](const auto& c) { return c.first > index; });
+    configs_.erase(configs_.begin(), later);
+    configs_.insert(configs_.begin(), {index, std::move(config)});
+  }
+
+  // Discards the whole storage log and starts a new one whose first index is `first`: the
+  // segments are removed newest first (a crash leaves a prefix of the old log, which
+  // recovery discards again), then the new one is created and synced.
+  void reset_log(std::uint64_t first) {
+    { auto released = std::move(log_); }  // gives up the storage's writer claim
+    detail::RaftLogStorage<Storage> view(storage_);
+    const std::vector<std::uint64_t> ids = view.list();
+    for (auto it = ids.rbegin(); it != ids.rend(); ++it)
+      view.remove(*it);
+    view.create(first);
+    view.append(first, detail::segment_header(first));
+    view.sync(first);
+    log_ = SegmentedLog<detail::RaftLogStorage<Storage>>(view, options_.log);
+    terms_.clear();
+  }
+
+  // §7: makes the leader's snapshot this server's state: durable first, then the log after
+  // it is kept if it holds the snapshot's entry with its term, else discarded entirely.
+  void install(const InstallSnapshot& s) {
+    write_snapshot(s.last_index, s.last_term, s.configuration, s.data, Rules::durable_install);
+    if (s.last_index <= last_index() && term_at(s.last_index) == s.last_term) {
+      drop_prefix(s.last_index, s.last_term, s.configuration);
+      lwm_.snapshot_taken(s.last_index);
+      lwm_.clean(log_);
+    } else {
+      reset_log(s.last_index + 1);
+      base_ = s.last_index;
+      base_term_ = s.last_term;
+      configs_.assign(1, {s.last_index, s.configuration});
+      lwm_.snapshot_taken(s.last_index);
+    }
+    synced_ = std::max(synced_, s.last_index);
+    machine_.restore(s.data);
+    snapshot_data_ = s.data;
+    applied_ = s.last_index;
+    mark_.follow(s.last_index);
+    ++snapshots_installed_;
+    adopt_configuration();
+  }
+
   // Adopts a higher `t` as a follower with no vote (§5.1: a server that sees a higher term
   // updates its own and reverts to follower).
   void become_follower(std::uint64_t t, std::optional<NodeId> leader) {
@@ -729,6 +1029,7 @@ class ReplicatedLog {
     role_ = RaftRole::follower;
     leader_ = leader;
     peers_.clear();
+    transfer_to_.reset();
   }
 
   // ---- the log ------------------------------------------------------------------------
@@ -781,7 +1082,7 @@ class ReplicatedLog {
 
   void truncate_after(std::uint64_t index) {
     log_.truncate_after(index);
-    terms_.resize(static_cast<std::size_t>(index));
+    terms_.resize(static_cast<std::size_t>(index - base_));
     synced_ = std::min(synced_, index);
     // §4.1: a configuration entry cut from the log takes the previous configuration back.
     if (configs_.back().first > index) {
@@ -807,6 +1108,7 @@ class ReplicatedLog {
   Outcome<std::uint64_t> change(const char* call, NodeId node, F&& edit) {
     if (node == 0) reject(call, node, "must not be 0");
     if (role_ != RaftRole::leader) return Errc::not_leader;
+    if (transfer_to_) return Errc::full;  // §3.10: no change while leadership moves
     RaftConfiguration c = configuration();
     edit(c);
     // Dissertation §4.1 and its 2015 errata: no change before an entry of this term (the
@@ -878,8 +1180,9 @@ class ReplicatedLog {
     return v.last_log_index >= last_index();
   }
 
-  // §5.2 (and §9.6 for a pre-vote): asks every voter for its vote.
-  void start_election(bool pre) {
+  // §5.2 (and §9.6 for a pre-vote): asks every voter for its vote; `transfer` (§3.10) asks
+  // the voters to disregard their leader lease.
+  void start_election(bool pre, bool transfer = false) {
     reset_election_timer();
     leader_.reset();
     votes_.clear();
@@ -892,7 +1195,8 @@ class ReplicatedLog {
       persist_state();  // our own vote, durable before anyone learns of the election
     }
     votes_.push_back({options_.self, true});
-    const RequestVote request{pre ? term() + 1 : term(), last_index(), term_at(last_index()), pre};
+    const RequestVote request{pre ? term() + 1 : term(), last_index(), term_at(last_index()), pre,
+                              transfer};
     if (tally() == VoteResult::won) return won(pre);
     for (NodeId id : quorum_.voters()) {
       if (id != options_.self) transport_.send(id, request);
@@ -920,6 +1224,7 @@ class ReplicatedLog {
   void become_leader() {
     role_ = RaftRole::leader;
     leader_ = options_.self;
+    transfer_to_.reset();
     mark_.reset_matches();
     peers_.clear();
     append_local(RaftEntry{term(), RaftEntryKind::noop, {}});
@@ -946,7 +1251,8 @@ class ReplicatedLog {
     }
     // §6: a server that heard from a leader within the minimum election timeout ignores
     // the request, so a removed or rejoining server cannot depose a working leader.
-    if (v.term > term() && leader_lease_holds()) return;
+    // A transfer's election (dissertation §3.10) disregards the lease: the leader asked for it.
+    if (v.term > term() && !v.transfer && leader_lease_holds()) return;
     if (v.term > term()) become_follower(v.term, std::nullopt);
     bool granted = false;
     if (v.term == term() && (vote_ == 0 || vote_ == from) && up_to_date(v)) {
@@ -990,7 +1296,16 @@ class ReplicatedLog {
   }
 
   // Sends up to the window of AppendEntries to `p` (one, possibly empty, when `heartbeat`).
+  // §7: a follower that needs a compacted entry gets the snapshot instead, once per reply or
+  // heartbeat (the window is taken up until then).
   void send_append(Peer& p, bool heartbeat) {
+    if (p.next <= base_) {
+      if (p.in_flight > 0) return;
+      p.in_flight = options_.window;
+      transport_.send(p.id, InstallSnapshot{term(), base_, base_term_, configuration_at(base_),
+                                            snapshot_data_});
+      return;
+    }
     bool sent = false;
     while (p.in_flight < options_.window && (p.next <= synced_ || (heartbeat && !sent))) {
       AppendEntries a{term(), p.next - 1, term_at(p.next - 1), mark_.value(), {}};
@@ -1026,6 +1341,7 @@ class ReplicatedLog {
       applied_ = index;
       if (e.kind == RaftEntryKind::command) machine_.apply(index, e.command);
     }
+    if (options_.snapshot_every != 0 && applied_ - base_ >= options_.snapshot_every) compact();
   }
 
   void handle(NodeId from, AppendEntries& a) {
@@ -1047,16 +1363,19 @@ class ReplicatedLog {
       transport_.send(from, AppendReply{term(), false, 0, 0, 0});
       return;
     }
-    if (a.term > term() || role_ != RaftRole::follower || leader_ != from) {
-      if (role_ == RaftRole::leader && a.term == term()) {  // two leaders in one term
-        ++dropped_;
+    if (!follow_leader(from, a.term)) return;
+    // §7: entries up to the snapshot's index are committed and in the snapshot: skip them.
+    if (a.prev_index < base_) {
+      const std::uint64_t covered = std::min<std::uint64_t>(base_ - a.prev_index, a.entries.size());
+      a.entries.erase(a.entries.begin(), a.entries.begin() + static_cast<std::ptrdiff_t>(covered));
+      if (a.entries.empty() && a.prev_index + covered < base_) {
+        const std::uint64_t verified = a.prev_index + covered;
+        transport_.send(from, AppendReply{term(), true, verified, 0, 0});
         return;
       }
-      become_follower(a.term, from);
+      a.prev_index = base_;
+      a.prev_term = base_term_;
     }
-    heard_leader_ = true;
-    heard_leader_at_ = clock_.now();
-    reset_election_timer();
     // §5.3: refuse unless we hold the entry before the new ones, with a back-off hint.
     if (a.prev_index > last_index()) {
       transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1});
@@ -1065,7 +1384,7 @@ class ReplicatedLog {
     if (term_at(a.prev_index) != a.prev_term) {
       const std::uint64_t ct = term_at(a.prev_index);
       std::uint64_t first = a.prev_index;
-      while (first > 1 && term_at(first - 1) == ct)
+      while (first > base_ + 1 && term_at(first - 1) == ct)
         --first;
       transport_.send(from, AppendReply{term(), false, 0, ct, first});
       return;
@@ -1112,11 +1431,12 @@ class ReplicatedLog {
         advance_commit();
         if (role_ != RaftRole::leader) return;  // removed, and stepped down (§4.2.2)
       }
+      if (send_timeout_now(*p)) return;
     } else {
       // §5.3 fast back-off: skip the follower's whole conflicting term at once.
       std::uint64_t next = r.conflict_index;
       if (r.conflict_term != 0) {
-        for (std::uint64_t i = std::min(r.conflict_index, last_index()); i > 0; --i) {
+        for (std::uint64_t i = std::min(r.conflict_index, last_index()); i > base_; --i) {
           if (term_at(i) == r.conflict_term) {
             next = i + 1;
             break;
@@ -1130,6 +1450,82 @@ class ReplicatedLog {
       p->in_flight = 0;
     }
     send_append(*p, false);
+  }
+
+  // §5.1, §5.2: a message of the current or a higher term from a leader makes this server
+  // its follower and restarts the election timer. Returns false, having dropped the message,
+  // when this server leads the same term (two leaders in one term: a malformed message).
+  bool follow_leader(NodeId from, std::uint64_t t) {
+    if (t > term() || role_ != RaftRole::follower || leader_ != from) {
+      if (role_ == RaftRole::leader && t == term()) {
+        ++dropped_;
+        return false;
+      }
+      become_follower(t, from);
+    }
+    heard_leader_ = true;
+    heard_leader_at_ = clock_.now();
+    reset_election_timer();
+    return true;
+  }
+
+  void handle(NodeId from, InstallSnapshot& s) {
+    if (s.last_index == 0 || s.last_term == 0 || s.last_term > s.term ||
+        s.configuration.voters.empty() || s.data.size() > options_.max_snapshot_bytes ||
+        s.last_index > SegmentedLog<detail::RaftLogStorage<Storage>>::max_index - 1) {
+      ++dropped_;
+      return;
+    }
+    if (s.term < term()) {  // §5.1: a stale leader learns the current term from the reply
+      transport_.send(from, InstallSnapshotReply{term(), 0});
+      return;
+    }
+    if (!follow_leader(from, s.term)) return;
+    // §7: a snapshot at or below the commit index is old news (what it covers is here).
+    if (s.last_index > mark_.value()) install(s);
+    transport_.send(from, InstallSnapshotReply{term(), s.last_index});
+  }
+
+  void handle(NodeId from, const InstallSnapshotReply& r) {
+    if (r.term > term()) {
+      become_follower(r.term, std::nullopt);
+      return;
+    }
+    if (role_ != RaftRole::leader || r.term != term()) return;
+    Peer* p = peer(from);
+    if (!p) return;
+    if (r.last_index > last_index()) {
+      ++dropped_;
+      return;
+    }
+    p->heard = true;
+    p->in_flight = 0;
+    p->matched = true;
+    p->match = std::max(p->match, r.last_index);
+    p->next = std::max(p->next, r.last_index + 1);
+    if (quorum_.contains(from) && mark_.acknowledge(from, p->match)) {
+      advance_commit();
+      if (role_ != RaftRole::leader) return;
+    }
+    if (send_timeout_now(*p)) return;
+    send_append(*p, false);
+  }
+
+  // §3.10: a server the leader hands over to campaigns at once, skipping pre-vote, and its
+  // request tells the voters to disregard their leader lease.
+  void handle(NodeId from, const TimeoutNow& t) {
+    if (t.term < term() || role_ == RaftRole::leader) return;
+    if (t.term > term()) become_follower(t.term, from);
+    if (!configuration().is_voter(options_.self)) return;
+    start_election(false, true);
+  }
+
+  // §3.10: once the transfer's target holds every entry (synced here), tells it to campaign.
+  // Returns true when it sent TimeoutNow.
+  bool send_timeout_now(const Peer& p) {
+    if (transfer_to_ != p.id || p.match != last_index() || synced_ != last_index()) return false;
+    transport_.send(p.id, TimeoutNow{term()});
+    return true;
   }
 
   // §6: a leader that did not hear from a majority within an election timeout steps down.
@@ -1179,6 +1575,15 @@ class ReplicatedLog {
   bool heard_leader_ = false;
   std::uint64_t dropped_ = 0;
   Buffer buffer_;
+  std::uint64_t base_ = 0;       // the snapshot's index: terms_[i - base_ - 1] is entry i's term
+  std::uint64_t base_term_ = 0;  // the snapshot's term
+  std::vector<std::byte> snapshot_data_;  // the durable snapshot's bytes, for InstallSnapshot
+  std::uint64_t snapshot_slot_ = 0;       // the segment holding it (0: none)
+  SnapshotLowWaterMark lwm_;
+  std::uint64_t snapshots_taken_ = 0;
+  std::uint64_t snapshots_installed_ = 0;
+  std::optional<NodeId> transfer_to_;  // §3.10: the server leadership is handed to
+  time_point transfer_deadline_{};
 };
 
 }  // namespace pods
