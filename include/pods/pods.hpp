@@ -4,6 +4,7 @@
 
 #include <pods/cluster.hpp>
 #include <pods/messaging.hpp>
+#include <pods/partitioning.hpp>
 #include <pods/policy.hpp>
 #include <pods/replication.hpp>
 #include <pods/sim.hpp>
