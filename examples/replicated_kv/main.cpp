@@ -1,12 +1,14 @@
 // replicated_kv: a key-value store whose commands go through ReplicatedLog.
 //
-//   replicated_kv sim [--seeds N] [--nodes 3|5]
+//   replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]
 //       Runs the store on the simulator under a Nemesis with every fault (crashes with torn
 //       unsynced writes, partitions including one-way ones, pauses, loss, duplication, clock
 //       steps and drift). At every step it checks that at most one server leads a term, that
 //       no two servers apply different commands at one index, that a committed entry is never
 //       lost and that no high-water mark goes back; after the heal a leader must commit; each
 //       seed's client history must pass check_linearizable. Prints a summary and a verdict.
+//       --stale-reads answers gets from a random server's local state, bypassing the log:
+//       the run must then fail (the checker's own test).
 #include "sim.hpp"
 
 #include <cstdlib>
@@ -36,9 +38,16 @@ int main(int argc, char** argv) {
     if (mode == "sim") {
       unsigned long long seeds = 5, nodes = 3;
       if (const char* env = std::getenv("PODS_SEEDS")) seeds = number("PODS_SEEDS", env, 1000000);
-      for (int i = 2; i + 1 < argc; i += 2) {
+      bool stale = false;
+      for (int i = 2; i < argc; i += 2) {
         const std::string a = argv[i];
-        if (a == "--seeds") {
+        if (a == "--stale-reads") {
+          stale = true;
+          --i;
+        } else if (i + 1 >= argc) {
+          std::cerr << "replicated_kv sim: " << a << " needs a value\n";
+          return 2;
+        } else if (a == "--seeds") {
           seeds = number(a, argv[i + 1], 1000000);
         } else if (a == "--nodes") {
           nodes = number(a, argv[i + 1], 5);
@@ -48,9 +57,9 @@ int main(int argc, char** argv) {
           return 2;
         }
       }
-      return replicated_kv::run_sim(seeds, nodes);
+      return replicated_kv::run_sim(seeds, nodes, stale);
     }
-    std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5]\n";
+    std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "replicated_kv: " << e.what() << "\n";
