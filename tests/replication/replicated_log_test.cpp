@@ -595,7 +595,7 @@ TEST_CASE("ReplicatedLogMessageCodec round-trips every message", "[replicated_lo
   for (const Msg& m : messages) {
     pods::Buffer b;
     codec.encode(m, b);
-    CHECK(std::to_integer<int>(b[0]) == 2);
+    CHECK(std::to_integer<int>(b[0]) == 3);
     CHECK(codec.decode(b) == m);
   }
 }

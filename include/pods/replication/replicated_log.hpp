@@ -243,6 +243,7 @@ struct AppendEntries {
   std::uint64_t prev_term = 0;
   std::uint64_t commit = 0;  // the leader's high-water mark
   std::vector<RaftEntry> entries;
+  std::uint64_t round = 0;  // the leader's heartbeat round when sent (read paths, §8)
 
   friend bool operator==(const AppendEntries&, const AppendEntries&) = default;
 };
@@ -254,6 +255,7 @@ struct AppendReply {
   std::uint64_t match_index = 0;     // success: the last index known to match the leader's
   std::uint64_t conflict_term = 0;   // refusal: the follower's term at prev_index (0: none)
   std::uint64_t conflict_index = 0;  // refusal: first index of conflict_term, or last + 1
+  std::uint64_t round = 0;           // the round of the AppendEntries answered
 
   friend bool operator==(const AppendReply&, const AppendReply&) = default;
 };
@@ -289,14 +291,15 @@ struct TimeoutNow {
 using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries, AppendReply,
                                           InstallSnapshot, InstallSnapshotReply, TimeoutNow>;
 
-// The wire format of ReplicatedLogMessage: a version byte (2), a tag byte (0..6 in variant
+// The wire format of ReplicatedLogMessage: a version byte (3), a tag byte (0..6 in variant
 // order), then the fields in declaration order, little-endian; booleans one byte (0 or 1),
 // entries as a count then (term, kind byte 0..2, length-prefixed bytes); a configuration as
 // length-prefixed RaftConfiguration bytes, snapshot data length-prefixed. A RequestVote's
 // transfer flag is one trailing byte 1 when set and absent when not, so a RequestVote without
-// it reads as before. Version 1 had a no-op boolean where the kind byte is.
+// it reads as before. Version 1 had a no-op boolean where the kind byte is;
+// version 2 had no heartbeat round in AppendEntries and AppendReply.
 struct ReplicatedLogMessageCodec {
-  static constexpr std::uint8_t version = 2;
+  static constexpr std::uint8_t version = 3;
 
   // Appends the encoding of `m` to `out`. Allocates as out grows.
   void encode(const ReplicatedLogMessage& m, Buffer& out) const {
@@ -353,6 +356,7 @@ struct ReplicatedLogMessageCodec {
           e.command = r.bytes();
           a.entries.push_back(std::move(e));
         }
+        a.round = r.u64();
         m = std::move(a);
         break;
       }
@@ -363,6 +367,7 @@ struct ReplicatedLogMessageCodec {
         a.match_index = r.u64();
         a.conflict_term = r.u64();
         a.conflict_index = r.u64();
+        a.round = r.u64();
         m = a;
         break;
       }
@@ -419,6 +424,7 @@ struct ReplicatedLogMessageCodec {
       w.u8(static_cast<std::uint8_t>(e.kind));
       w.bytes(e.command);
     }
+    w.u64(a.round);
   }
   static void put(wire::Writer& w, const AppendReply& a) {
     w.u64(a.term);
@@ -426,6 +432,7 @@ struct ReplicatedLogMessageCodec {
     w.u64(a.match_index);
     w.u64(a.conflict_term);
     w.u64(a.conflict_index);
+    w.u64(a.round);
   }
   static void put(wire::Writer& w, const InstallSnapshot& s) {
     w.u64(s.term);
@@ -721,6 +728,7 @@ class ReplicatedLog {
       }
       if (role_ == RaftRole::leader && now >= heartbeat_at_) {
         heartbeat_at_ = now + options_.heartbeat_interval;
+        begin_round(now);
         for (Peer& p : peers_) {
           p.in_flight = 0;
           if (p.matched) p.next = std::min(p.next, p.match + 1);  // resend
@@ -781,6 +789,43 @@ class ReplicatedLog {
   }
   // Returns how many malformed messages were dropped.
   std::uint64_t dropped() const noexcept { return dropped_; }
+
+  // ---- the read paths' hook (follower_reads.hpp; Raft §8, dissertation §6.4) ----------
+  // Starts a heartbeat round now when this server leads: sends an AppendEntries (possibly
+  // empty) to every follower and returns the round's number; returns 0 otherwise. A round
+  // is confirmed once a majority of voters (this leader included) answered a message of it
+  // or of a later round in this term. Allocates (the messages).
+  std::uint64_t start_round() {
+    if (role_ != RaftRole::leader) return 0;
+    begin_round(clock_.now());
+    for (Peer& p : peers_) {
+      p.in_flight = 0;
+      send_append(p, true);
+    }
+    return round_;
+  }
+  // Returns the last round started (rounds only grow while the server runs).
+  std::uint64_t current_round() const noexcept { return round_; }
+  // Returns the highest round confirmed in this term; 0 when not leading or none.
+  std::uint64_t confirmed_round() const noexcept {
+    return role_ == RaftRole::leader ? confirmed_round_ : 0;
+  }
+  // Returns when the confirmed round started (its messages were all sent at or after it);
+  // nullopt when not leading or no round is confirmed in this term.
+  std::optional<time_point> confirmed_round_sent_at() const noexcept {
+    if (role_ != RaftRole::leader || !confirmed_at_) return std::nullopt;
+    return confirmed_at_;
+  }
+  // Returns the index of this leader's no-op, the first entry of its term (0 when not
+  // leading).
+  std::uint64_t term_first_index() const noexcept {
+    return role_ == RaftRole::leader ? term_first_ : 0;
+  }
+  // Returns true when this server leads and has committed an entry of its own term, so its
+  // commit index covers every entry committed before its term (§8).
+  bool committed_in_term() const noexcept {
+    return role_ == RaftRole::leader && mark_.value() >= term_first_;
+  }
   // Returns the options.
   const ReplicatedLogOptions& options() const noexcept { return options_; }
 
@@ -792,6 +837,7 @@ class ReplicatedLog {
     bool heard = false;         // answered since the last check-quorum round
     bool matched = false;       // has acknowledged an AppendEntries in this term
     std::uint64_t match = 0;    // the highest index acknowledged in this term
+    std::uint64_t round = 0;    // the highest heartbeat round answered in this term
   };
 
   // ---- options and durable state ------------------------------------------------------
@@ -1227,7 +1273,10 @@ class ReplicatedLog {
     transfer_to_.reset();
     mark_.reset_matches();
     peers_.clear();
-    append_local(RaftEntry{term(), RaftEntryKind::noop, {}});
+    term_first_ = append_local(RaftEntry{term(), RaftEntryKind::noop, {}});
+    confirmed_round_ = 0;
+    confirmed_at_.reset();
+    round_starts_.clear();
     const RaftConfiguration& c = configuration();
     for (const std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
       for (NodeId id : *ids) {
@@ -1308,7 +1357,7 @@ class ReplicatedLog {
     }
     bool sent = false;
     while (p.in_flight < options_.window && (p.next <= synced_ || (heartbeat && !sent))) {
-      AppendEntries a{term(), p.next - 1, term_at(p.next - 1), mark_.value(), {}};
+      AppendEntries a{term(), p.next - 1, term_at(p.next - 1), mark_.value(), {}, round_};
       const std::uint64_t end =
           std::min<std::uint64_t>(synced_, p.next - 1 + options_.max_batch_entries);
       for (std::uint64_t i = p.next; i <= end; ++i) {
@@ -1370,7 +1419,7 @@ class ReplicatedLog {
       a.entries.erase(a.entries.begin(), a.entries.begin() + static_cast<std::ptrdiff_t>(covered));
       if (a.entries.empty() && a.prev_index + covered < base_) {
         const std::uint64_t verified = a.prev_index + covered;
-        transport_.send(from, AppendReply{term(), true, verified, 0, 0});
+        transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
         return;
       }
       a.prev_index = base_;
@@ -1378,7 +1427,7 @@ class ReplicatedLog {
     }
     // §5.3: refuse unless we hold the entry before the new ones, with a back-off hint.
     if (a.prev_index > last_index()) {
-      transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1});
+      transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1, a.round});
       return;
     }
     if (term_at(a.prev_index) != a.prev_term) {
@@ -1386,7 +1435,7 @@ class ReplicatedLog {
       std::uint64_t first = a.prev_index;
       while (first > base_ + 1 && term_at(first - 1) == ct)
         --first;
-      transport_.send(from, AppendReply{term(), false, 0, ct, first});
+      transport_.send(from, AppendReply{term(), false, 0, ct, first, a.round});
       return;
     }
     // §5.3: skip what we hold, truncate at the first conflict, append the rest.
@@ -1406,7 +1455,7 @@ class ReplicatedLog {
     sync_log();  // acknowledge only what is durable
     const std::uint64_t verified = a.prev_index + a.entries.size();
     if (mark_.follow(std::min(a.commit, verified))) apply_committed();
-    transport_.send(from, AppendReply{term(), true, verified, 0, 0});
+    transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
   }
 
   void handle(NodeId from, const AppendReply& r) {
@@ -1422,6 +1471,7 @@ class ReplicatedLog {
       return;
     }
     p->heard = true;
+    note_round(*p, r.round);
     if (p->in_flight > 0) --p->in_flight;
     if (r.success) {
       p->matched = true;
@@ -1549,6 +1599,42 @@ class ReplicatedLog {
     return nullptr;
   }
 
+  // ---- heartbeat rounds (the read paths' hook) ----------------------------------------
+
+  // Starts round round_ + 1 at `now`, remembered until a majority answers it.
+  void begin_round(time_point now) {
+    ++round_;
+    round_starts_.push_back({round_, now});
+    if (round_starts_.size() > max_round_starts) round_starts_.erase(round_starts_.begin());
+    confirm_rounds();  // a single voter confirms its own round at once
+  }
+
+  // Records that `p` answered round `r` of this term; moves the confirmed round.
+  void note_round(Peer& p, std::uint64_t r) {
+    if (r <= p.round || r > round_) return;
+    p.round = r;
+    confirm_rounds();
+  }
+
+  void confirm_rounds() {
+    const std::uint64_t r = quorum_.committed_index([&](NodeId id) -> std::uint64_t {
+      if (id == options_.self) return round_;
+      for (const Peer& q : peers_) {
+        if (q.id == id) return q.round;
+      }
+      return 0;
+    });
+    if (r <= confirmed_round_) return;
+    confirmed_round_ = r;
+    while (!round_starts_.empty() && round_starts_.front().first < r)
+      round_starts_.erase(round_starts_.begin());
+    if (!round_starts_.empty() && round_starts_.front().first == r) {
+      confirmed_at_ = round_starts_.front().second;
+    }
+  }
+
+  static constexpr std::size_t max_round_starts = 64;
+
   ReplicatedLogOptions options_;
   Storage storage_;
   SegmentedLog<detail::RaftLogStorage<Storage>> log_;
@@ -1584,6 +1670,11 @@ class ReplicatedLog {
   std::uint64_t snapshots_installed_ = 0;
   std::optional<NodeId> transfer_to_;  // §3.10: the server leadership is handed to
   time_point transfer_deadline_{};
+  std::uint64_t round_ = 0;                 // the last heartbeat round started
+  std::uint64_t confirmed_round_ = 0;       // the highest round a majority answered in this term
+  std::optional<time_point> confirmed_at_;  // when confirmed_round_ started
+  std::uint64_t term_first_ = 0;            // this leader's no-op index
+  std::vector<std::pair<std::uint64_t, time_point>> round_starts_;  // unconfirmed rounds
 };
 
 }  // namespace pods
