@@ -43,6 +43,21 @@
 //                    vote request, since it may have been promoted without knowing it yet,
 //                    but no candidate counts it); a new server joins as a learner, catches
 //                    up, and is promoted to voter by a second change.
+//                  - Snapshots (§7): compact() (or options.snapshot_every applied entries)
+//                    takes the state machine's snapshot at the applied index with that
+//                    entry's term and the configuration then, writes it to the one of two
+//                    reserved segments that does not hold the current snapshot, syncs it, and
+//                    only then drops the previous one and the log segments it covers (the
+//                    SnapshotLowWaterMark). A rebuilt server restores the snapshot, then the
+//                    log after it.
+//                  - InstallSnapshot (§7): a follower that needs a compacted entry gets the
+//                    snapshot; it makes it durable, keeps its log after it when it holds the
+//                    snapshot's entry with the same term, discards all of it otherwise,
+//                    restores the machine and replies; AppendEntries resume after it.
+//                  - Leadership transfer (dissertation §3.10): transfer_leadership(to) stops
+//                    proposals, brings `to` up to date, sends it TimeoutNow; `to` campaigns at
+//                    once, without pre-vote, and the voters disregard their leader lease for
+//                    it. The transfer is given up after election_timeout_max.
 // Guarantees:    Election safety (at most one leader per term), log matching, leader
 //                completeness and state machine safety (§5.4.3): no two servers apply
 //                different commands at one index, and a committed entry is never lost, under
@@ -54,8 +69,10 @@
 //                leave one at a time: any majority of a configuration shares a server with any
 //                majority of the next. A removed server cannot depose the leader while the
 //                leader is heard (pre-vote and check-quorum).
-// Not provided:  Snapshots and InstallSnapshot, joint consensus (changes of several servers
-//                at once), leadership transfer, read paths (see follower_reads.hpp); exactly-once
+// Not provided:  Joint consensus (changes of several servers at once), read paths (see
+//                follower_reads.hpp); chunked InstallSnapshot (one message carries the whole
+//                snapshot, resent every heartbeat until answered, and a follower drops one over
+//                options.max_snapshot_bytes); snapshots taken off the calling thread; exactly-once
 //                client commands (a command retried after a timeout may be applied twice:
 //                deduplicate in the state machine); liveness under clock drift beyond the timeouts'
 //                margins.
@@ -65,18 +82,25 @@
 //                propose() returns Errc::not_leader on a server that is not the leader
 //                (leader() is the hint); so do the membership changes, which return
 //                Errc::full while a change is pending or the term's no-op is uncommitted,
-//                and throw std::invalid_argument naming the node for a bad one. A malformed
+//                and throw std::invalid_argument naming the node for a bad one. During a
+//                leadership transfer propose() and the changes return Errc::full;
+//                transfer_leadership throws std::invalid_argument naming a target that is 0,
+//                this server or not a voter. A malformed
 //                message (from node 0 or itself, inconsistent indices, a configuration that
 //                does not decode) is dropped and counted by dropped(). Storage failures throw
 //                std::system_error; a bad term and vote record before the last one, or a
 //                log entry that does not decode, throws pods::CorruptionError naming the
-//                segment (or entry) and the offset.
+//                segment (or entry) and the offset; so does a log that starts after the
+//                snapshot (or after index 1 without one). A torn snapshot is ignored.
 // Cost:          propose(): one log append (no sync). tick(): at most one sync of the log,
 //                then one message per follower per batch. A follower: one append and one
 //                sync per AppendEntries that carries entries. Memory: 8 bytes per log entry
 //                (the terms) and the state machine. A membership change: one log entry (8
 //                bytes per member) and one replication round; the configurations in the log
-//                are kept in memory.
+//                are kept in memory. A snapshot: machine.snapshot(), one write and sync of its
+//                bytes, the removal of the segments it covers; its bytes stay in memory (for
+//                InstallSnapshot). An install: one write and sync, a restore, and, when the log
+//                conflicts, the removal of every log segment.
 // Example:
 //   pods::ReplicatedLog node(pods::MemoryStorage{}, out, clock, machine,
 //                            {.self = 1, .voters = {1}, .seed = 7});
@@ -87,6 +111,7 @@
 //   assert(index && machine.applied == 1);
 //   assert(node.add_learner(2));                   // server 2 joins as a learner
 //   assert(node.configuration().learners == std::vector<pods::NodeId>{2});
+//   assert(node.compact() && node.snapshot_index() == node.applied_index());  // §7
 // Example context: #include <pods/storage/memory_storage.hpp>
 // Example context: struct Machine { int applied = 0;
 // Example context:   void apply(std::uint64_t, std::span<const std::byte>) { ++applied; }
