@@ -9,8 +9,20 @@
 //       seed's client history must pass check_linearizable. Prints a summary and a verdict.
 //       --stale-reads answers gets from a random server's local state, bypassing the log:
 //       the run must then fail (the checker's own test).
+//
+//   replicated_kv node --id I --data DIR
+//       One server of three (ids 1-3): see node.hpp for its startup lines and client protocol.
+//
+//   replicated_kv load --clients C --seconds S --value-size B
+//       Starts 3 nodes, each with its own data directory under a temporary directory, runs C
+//       closed-loop clients doing puts of B bytes for S seconds after a 2 s warm-up, prints
+//       "replicated_kv load: clients=C ops=N seconds=S ops_per_s=X p50_us=Y p99_us=Z" and
+//       stops the nodes.
+#include "load.hpp"
+#include "node.hpp"
 #include "sim.hpp"
 
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -59,7 +71,32 @@ int main(int argc, char** argv) {
       }
       return replicated_kv::run_sim(seeds, nodes, stale);
     }
-    std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]\n";
+    if (mode == "node" && argc == 6 && std::string(argv[2]) == "--id" &&
+        std::string(argv[4]) == "--data") {
+      return replicated_kv::run_node(number("--id", argv[3], 3), argv[5]);
+    }
+    if (mode == "load") {
+      unsigned long long clients = 1, seconds = 5, bytes = 100;
+      for (int i = 2; i + 1 < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--clients") {
+          clients = number(a, argv[i + 1], 1024);
+        } else if (a == "--seconds") {
+          seconds = number(a, argv[i + 1], 3600);
+        } else if (a == "--value-size") {
+          bytes = number(a, argv[i + 1], 1 << 20);
+        } else {
+          std::cerr << "replicated_kv load: unknown flag " << a << "\n";
+          return 2;
+        }
+      }
+      std::signal(SIGPIPE, SIG_IGN);
+      return replicated_kv::run_load("/proc/self/exe", static_cast<unsigned>(clients),
+                                     static_cast<double>(seconds), bytes);
+    }
+    std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]\n"
+                 "       replicated_kv node --id I --data DIR\n"
+                 "       replicated_kv load --clients C --seconds S --value-size B\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "replicated_kv: " << e.what() << "\n";

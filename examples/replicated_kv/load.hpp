@@ -1,0 +1,201 @@
+// `replicated_kv load`: starts 3 node processes (each with its own data directory under a
+// temporary directory, fdatasync on every node), runs C closed-loop clients doing puts of B
+// bytes against the leader for S seconds, prints one line of throughput and latency, and
+// stops the nodes.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace replicated_kv {
+
+struct NodeProcess {
+  pid_t pid = -1;
+  int to = -1, from = -1;
+  unsigned peer_port = 0, client_port = 0;
+};
+
+// Starts `self_exe node --id id --data dir` and reads its "ports" line.
+inline NodeProcess start_node(const char* self_exe, unsigned id, const std::string& dir) {
+  int in[2], out[2];
+  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
+    throw std::runtime_error("pipe failed");
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::close(in[0]);
+    ::close(in[1]);
+    ::close(out[0]);
+    ::close(out[1]);
+    const std::string ids = std::to_string(id);
+    ::execl(self_exe, "replicated_kv", "node", "--id", ids.c_str(), "--data", dir.c_str(),
+            static_cast<char*>(nullptr));
+    std::_Exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  NodeProcess p{pid, in[1], out[0]};
+  std::string line;
+  char ch = 0;
+  while (::read(p.from, &ch, 1) == 1 && ch != '\n')
+    line += ch;
+  if (std::sscanf(line.c_str(), "ports %u %u", &p.peer_port, &p.client_port) != 2) {
+    throw std::runtime_error("node " + std::to_string(id) + " did not report its ports");
+  }
+  return p;
+}
+
+inline void tell(const NodeProcess& p, const std::string& line) {
+  const std::string l = line + "\n";
+  if (::write(p.to, l.data(), l.size()) != static_cast<ssize_t>(l.size())) {
+    throw std::runtime_error("writing to a node failed");
+  }
+}
+
+inline int connect_to(unsigned port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+// Sends one request line and reads one answer line; "" on a failure or after `timeout_ms`.
+inline std::string call(int fd, const std::string& request, std::string& buffer, int timeout_ms) {
+  if (::write(fd, request.data(), request.size()) != static_cast<ssize_t>(request.size()))
+    return "";
+  for (;;) {
+    if (auto nl = buffer.find('\n'); nl != std::string::npos) {
+      std::string line = buffer.substr(0, nl);
+      buffer.erase(0, nl + 1);
+      return line;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, timeout_ms) <= 0) return "";
+    char buf[4096];
+    const ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n <= 0) return "";
+    buffer.append(buf, static_cast<std::size_t>(n));
+  }
+}
+
+inline int run_load(const char* self_exe, unsigned clients, double seconds, std::size_t bytes) {
+  char tmpl[] = "/tmp/replicated_kv.XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  const std::filesystem::path root = tmpl;
+  std::vector<NodeProcess> nodes;
+  for (unsigned id = 1; id <= 3; ++id) {
+    std::filesystem::create_directories(root / std::to_string(id));
+    nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string()));
+  }
+  for (unsigned i = 0; i < 3; ++i) {
+    for (unsigned j = 0; j < 3; ++j) {
+      if (i != j)
+        tell(nodes[i], "peer " + std::to_string(j + 1) + " " + std::to_string(nodes[j].peer_port));
+    }
+    tell(nodes[i], "go");
+  }
+  using Clock = std::chrono::steady_clock;
+  std::atomic<bool> measuring{false}, done{false};
+  std::atomic<unsigned> leader{1};
+  std::mutex mu;
+  std::vector<double> latencies_us;
+  std::vector<std::thread> threads;
+  const std::string value(bytes, 'v');
+  for (unsigned k = 0; k < clients; ++k) {
+    threads.emplace_back([&, k] {
+      std::vector<double> mine;
+      int fd = -1;
+      unsigned at = 0;
+      std::string buffer;
+      std::uint64_t seq = 0;
+      while (!done) {
+        if (fd < 0 || at != leader) {
+          if (fd >= 0) ::close(fd);
+          at = leader;
+          fd = connect_to(nodes[at - 1].client_port);
+          buffer.clear();
+          if (fd < 0) continue;
+        }
+        const std::string req =
+            "P " + std::to_string(++seq) + " k" + std::to_string(k) + " " + value + "\n";
+        const auto t0 = Clock::now();
+        const std::string answer = call(fd, req, buffer, 2000);
+        const auto t1 = Clock::now();
+        if (answer.rfind("OK ", 0) == 0) {
+          if (measuring) mine.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+        } else if (answer.rfind("NL ", 0) == 0) {
+          const unsigned hint =
+              static_cast<unsigned>(std::atoi(answer.c_str() + answer.rfind(' ') + 1));
+          leader = hint >= 1 && hint <= 3 ? hint : at % 3 + 1;
+          if (hint == 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));  // no leader yet
+        } else {
+          ::close(fd);
+          fd = -1;
+        }
+      }
+      if (fd >= 0) ::close(fd);
+      std::lock_guard lock(mu);
+      latencies_us.insert(latencies_us.end(), mine.begin(), mine.end());
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // warm-up: an election, connections
+  measuring = true;
+  const auto start = Clock::now();
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  measuring = false;
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  done = true;
+  for (std::thread& t : threads)
+    t.join();
+  for (NodeProcess& p : nodes) {
+    ::close(p.to);
+    int status = 0;
+    ::waitpid(p.pid, &status, 0);
+    ::close(p.from);
+  }
+  std::filesystem::remove_all(root);
+  std::sort(latencies_us.begin(), latencies_us.end());
+  auto pct = [&](double q) {
+    return latencies_us.empty()
+               ? 0.0
+               : latencies_us[std::min(latencies_us.size() - 1,
+                                       static_cast<std::size_t>(q * latencies_us.size()))];
+  };
+  std::printf(
+      "replicated_kv load: clients=%u ops=%zu seconds=%.1f ops_per_s=%.0f p50_us=%.0f "
+      "p99_us=%.0f\n",
+      clients, latencies_us.size(), elapsed, latencies_us.size() / elapsed, pct(0.5), pct(0.99));
+  return latencies_us.empty() ? 1 : 0;
+}
+
+}  // namespace replicated_kv

@@ -1,0 +1,214 @@
+// `replicated_kv node`: one server process. ReplicatedLog over FileStorage in its data
+// directory and net::TcpTransport to its peers; clients speak a line protocol on a second
+// port. One thread owns the log: it polls the client sockets and a wake-up pipe that the
+// transport's I/O thread writes to when a peer message arrives, handles everything that is
+// ready, then ticks the log once, so a burst of client puts is synced once.
+//
+// Startup: prints "ports <peer port> <client port>" (both chosen by the OS), then reads
+// "peer I P" lines and "go" on stdin; end of stdin stops the node.
+// Client lines: "P <id> <key> <value>" and "G <id> <key>"; answers "OK <id> <value or ->",
+// "NL <id> <leader id or 0>" (not the leader) and "ERR <id>" (another entry won the index).
+#pragma once
+
+#include "kv.hpp"
+
+#include <pods/net/tcp_transport.hpp>
+#include <pods/replication/replicated_log.hpp>
+#include <pods/storage/file_storage.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+namespace replicated_kv {
+
+using PeerTransport =
+    pods::net::TcpTransport<pods::ReplicatedLogMessage, pods::ReplicatedLogMessageCodec>;
+
+// The log's transport: the peer transport's handle; a refused send (queue full, no address
+// yet) is a lost message, which the log's retries cover.
+struct LogTransport {
+  PeerTransport peers;
+  void send(pods::NodeId to, pods::ReplicatedLogMessage m) { (void)peers.send(to, std::move(m)); }
+};
+
+inline int run_node(pods::NodeId self, const std::string& dir) {
+  PeerTransport transport(self, {.seed = self});
+  int wake[2];
+  if (::pipe(wake) != 0) throw std::runtime_error("pipe failed");
+  ::fcntl(wake[0], F_SETFL, O_NONBLOCK);
+  ::fcntl(wake[1], F_SETFL, O_NONBLOCK);
+  std::mutex mu;
+  std::vector<std::pair<pods::NodeId, pods::ReplicatedLogMessage>> inbox;
+  std::vector<std::string> control;
+  transport.on_receive([&](pods::NodeId from, pods::ReplicatedLogMessage m) {
+    std::lock_guard lock(mu);
+    inbox.emplace_back(from, std::move(m));
+    const char c = 1;
+    (void)::write(wake[1], &c, 1);
+  });
+
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(listener, 128) != 0) {
+    throw std::runtime_error("client port: bind or listen failed");
+  }
+  socklen_t len = sizeof addr;
+  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::cout << "ports " << transport.local_port() << ' ' << ntohs(addr.sin_port) << std::endl;
+
+  std::thread reader([&] {
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      std::lock_guard lock(mu);
+      control.push_back(line);
+      const char c = 1;
+      (void)::write(wake[1], &c, 1);
+    }
+    std::lock_guard lock(mu);
+    control.push_back("stop");
+    const char c = 1;
+    (void)::write(wake[1], &c, 1);
+  });
+  reader.detach();
+
+  struct Conn {
+    int fd;
+    std::string in, out;
+  };
+  std::map<std::uint64_t, Conn> conns;  // by connection number
+  std::uint64_t next_conn = 1;
+  struct Waiting {
+    std::uint64_t conn, tag;
+    std::string id;
+  };
+  std::map<std::uint64_t, Waiting> waiting;  // log index -> the client waiting for it
+  std::uint64_t next_tag = (static_cast<std::uint64_t>(::getpid()) << 32) ^ (self << 56);
+
+  Machine machine;
+  machine.on_apply = [&](std::uint64_t index, const Command& c, const pods::sim::KvOutput& out) {
+    auto w = waiting.find(index);
+    if (w == waiting.end()) return;
+    auto conn = conns.find(w->second.conn);
+    if (conn != conns.end()) {
+      if (c.tag == w->second.tag) {
+        conn->second.out += "OK " + w->second.id + ' ' + out.value.value_or("-") + '\n';
+      } else {
+        conn->second.out += "ERR " + w->second.id + '\n';
+      }
+    }
+    waiting.erase(w);
+  };
+  pods::ReplicatedLog log(pods::FileStorage(dir), LogTransport{transport}, pods::SteadyClock{},
+                          machine, {.self = self, .voters = {1, 2, 3}, .seed = self * 31 + 7});
+  bool started = false;
+  for (;;) {
+    std::vector<pollfd> fds{{listener, POLLIN, 0}, {wake[0], POLLIN, 0}};
+    std::vector<std::uint64_t> ids;
+    for (auto& [id, c] : conns) {
+      fds.push_back({c.fd, POLLIN, 0});
+      ids.push_back(id);
+    }
+    int timeout = 50;
+    if (started) {
+      const auto d = log.next_deadline() - pods::SteadyClock::now();
+      timeout = static_cast<int>(std::clamp<long long>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(d).count() + 1, 0, 50));
+    }
+    ::poll(fds.data(), fds.size(), timeout);
+    if (fds[1].revents & POLLIN) {
+      char buf[256];
+      while (::read(wake[0], buf, sizeof buf) > 0) {
+      }
+    }
+    std::vector<std::pair<pods::NodeId, pods::ReplicatedLogMessage>> msgs;
+    std::vector<std::string> lines;
+    {
+      std::lock_guard lock(mu);
+      msgs.swap(inbox);
+      lines.swap(control);
+    }
+    for (const std::string& line : lines) {
+      std::istringstream in(line);
+      std::string word;
+      in >> word;
+      if (word == "peer") {
+        pods::NodeId id = 0;
+        unsigned port = 0;
+        in >> id >> port;
+        transport.set_peer(id, "127.0.0.1", static_cast<std::uint16_t>(port));
+      } else if (word == "go" && !started) {
+        transport.start();
+        started = true;
+      } else if (word == "stop") {
+        transport.stop();
+        return 0;
+      }
+    }
+    for (auto& [from, m] : msgs)
+      log.receive(from, std::move(m));
+    if (fds[0].revents & POLLIN) {
+      const int fd = ::accept(listener, nullptr, nullptr);
+      if (fd >= 0) {
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        conns[next_conn++] = Conn{fd, {}, {}};
+      }
+    }
+    for (std::size_t k = 2; k < fds.size(); ++k) {
+      if (!(fds[k].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      Conn& c = conns.at(ids[k - 2]);
+      char buf[65536];
+      const ssize_t n = ::read(c.fd, buf, sizeof buf);
+      if (n <= 0) {
+        ::close(c.fd);
+        conns.erase(ids[k - 2]);
+        continue;
+      }
+      c.in.append(buf, static_cast<std::size_t>(n));
+      for (auto nl = c.in.find('\n'); nl != std::string::npos; nl = c.in.find('\n')) {
+        std::istringstream in(c.in.substr(0, nl));
+        c.in.erase(0, nl + 1);
+        std::string op, id, key, value;
+        in >> op >> id >> key >> value;
+        Command cmd{next_tag++,
+                    op == "P" ? pods::sim::KvModel::put(key, value) : pods::sim::KvModel::get(key)};
+        const pods::Buffer bytes = encode(cmd);
+        if (auto index = started ? log.propose(bytes)
+                                 : pods::Outcome<std::uint64_t>(pods::Errc::not_leader)) {
+          waiting[*index] = Waiting{ids[k - 2], cmd.tag, id};
+        } else {
+          c.out += "NL " + id + ' ' + std::to_string(log.leader().value_or(0)) + '\n';
+        }
+      }
+    }
+    if (started) log.tick();
+    for (auto& [id, c] : conns) {
+      if (c.out.empty()) continue;
+      const ssize_t n = ::write(c.fd, c.out.data(), c.out.size());
+      if (n > 0) c.out.erase(0, static_cast<std::size_t>(n));
+    }
+  }
+}
+
+}  // namespace replicated_kv
