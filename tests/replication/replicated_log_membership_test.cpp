@@ -237,6 +237,18 @@ TEST_CASE("4.2.1: a promoted learner counts, from the moment the entry is append
   CHECK(leader->commit_index() == 3);
 }
 
+TEST_CASE("4.2.1: a learner heard by the leader does not keep it in office (check-quorum, 6)",
+          "[replicated_log][membership]") {
+  Server leader(options(1, {1, 2, 3}, {4}));
+  elect(leader, {2}, 2);
+  for (int i = 0; i < 8; ++i) {  // only the learner answers, for two election timeouts
+    leader.clock.advance(100ms);
+    leader->tick();
+    ack(leader, 4, leader->last_index());
+  }
+  CHECK(leader->role() == RaftRole::follower);
+}
+
 // ---- the quorum follows the latest configuration ---------------------------------------
 
 TEST_CASE("4.1: the quorum size changes when the configuration entry is appended",
