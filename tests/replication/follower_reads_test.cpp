@@ -1,7 +1,11 @@
-// Tests of the read paths' hook in pods/replication/replicated_log.hpp (Raft §8, dissertation
-// §6.4): heartbeat rounds carried in AppendEntries and echoed in AppendReply, the round a
-// majority confirmed and when it started, and whether the leader committed an entry of its
-// own term. Driven message by message through Outbox and a ManualClock.
+// Tests of pods/replication/follower_reads.hpp and of the hook it uses in
+// pods/replication/replicated_log.hpp (Raft §8, dissertation §6.4): heartbeat rounds carried
+// in AppendEntries and echoed in AppendReply, the round a majority confirmed and when it
+// started, whether the leader committed an entry of its own term; then ReadIndex, LeaseRead
+// and BoundedStaleRead, each for its one-line guarantee. Driven message by message through
+// Outbox and a ManualClock. A test-only ReadRules policy that skips the heartbeat round shows
+// that the deposed-leader check notices it.
+#include <pods/replication/follower_reads.hpp>
 #include <pods/replication/replicated_log.hpp>
 
 #include <catch2/catch.hpp>
@@ -13,14 +17,19 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
+#include <stdexcept>
 #include <variant>
 #include <vector>
 
 using namespace std::chrono_literals;
 using pods::AppendEntries;
 using pods::AppendReply;
+using pods::Errc;
 using pods::NodeId;
+using pods::RaftEntry;
+using pods::RaftEntryKind;
 using pods::VoteReply;
 using Msg = pods::ReplicatedLogMessage;
 
@@ -144,4 +153,223 @@ TEST_CASE("8: a new leader knows its commit index only once its no-op commits", 
   n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, 0});
   CHECK(n.log->commit_index() == 1);
   CHECK(n.log->committed_in_term());
+}
+
+// ---- the read policies ------------------------------------------------------------------
+
+namespace {
+
+using Clock = pods::ManualClock;
+
+// Holds the outcome a read's callback got (nullopt: not called yet).
+struct Got {
+  std::optional<pods::Outcome<std::uint64_t>> outcome;
+  auto callback() {
+    return [this](pods::Outcome<std::uint64_t> o) {
+      REQUIRE_FALSE(outcome);  // exactly once
+      outcome = o;
+    };
+  }
+  bool ok() const { return outcome && outcome->has_value(); }
+  bool failed_with(Errc e) const {
+    return outcome && !outcome->has_value() && outcome->error() == e;
+  }
+};
+
+// Elects node 1 and commits its no-op with node 2's answer.
+void elect_and_commit(Node& n) {
+  n.elect();
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, 0});
+  REQUIRE(n.log->applied_index() == 1);
+}
+
+std::uint64_t last_round(const std::vector<pods::Outbox<Msg>::Sent>& sent) {
+  std::uint64_t r = 0;
+  for (const auto& s : sent) {
+    if (const auto* a = std::get_if<AppendEntries>(&s.message)) r = std::max(r, a->round);
+  }
+  return r;
+}
+
+struct SkipRound {
+  static constexpr bool confirm_round = false;
+};
+
+}  // namespace
+
+TEST_CASE("The read policies reject bad options naming the option and the rule", "[reads]") {
+  Node n({1, 2, 3});
+  CHECK_THROWS_WITH((pods::ReadIndex(*n.log, n.clock, {.max_pending = 0})),
+                    "ReadIndex: options.max_pending must be at least 1");
+  CHECK_THROWS_WITH((pods::ReadIndex(*n.log, n.clock, {.timeout = 0ms})),
+                    "ReadIndex: options.timeout must be positive");
+  CHECK_THROWS_WITH((pods::LeaseRead(*n.log, n.clock, {.max_drift = -1ms})),
+                    "LeaseRead: options.max_drift must not be negative");
+  CHECK_THROWS_WITH((pods::LeaseRead(*n.log, n.clock, {.max_drift = 300ms})),
+                    "LeaseRead: options.max_drift must be less than the log's "
+                    "election_timeout_min");
+  CHECK_THROWS_AS((pods::LeaseRead(*n.log, n.clock, {.max_drift = 300ms})), std::invalid_argument);
+  CHECK_THROWS_WITH((pods::BoundedStaleRead(*n.log, n.clock, {.timeout = -1ms})),
+                    "BoundedStaleRead: options.timeout must be positive");
+  pods::Outbox<Msg> out;
+  Machine m;
+  Log no_quorum_check(pods::MemoryStorage{}, out, n.clock, m,
+                      {.self = 1, .voters = {1, 2, 3}, .check_quorum = false});
+  CHECK_THROWS_WITH((pods::LeaseRead(no_quorum_check, n.clock)),
+                    "LeaseRead: the log's options.check_quorum must be on");
+}
+
+TEST_CASE("ReadIndex (linearizable): the read waits for a heartbeat round and the apply",
+          "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  pods::ReadIndex reads(*n.log, n.clock);
+  Got got;
+  reads.read(got.callback());
+  CHECK_FALSE(got.outcome);
+  reads.poll();  // starts the round
+  const std::uint64_t r = last_round(n.out.take());
+  REQUIRE(r == n.log->current_round());
+  reads.poll();
+  CHECK_FALSE(got.outcome);                                             // no majority yet
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, r - 1});  // an older round
+  reads.poll();
+  CHECK_FALSE(got.outcome);
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, r});
+  reads.poll();
+  REQUIRE(got.ok());
+  CHECK(**got.outcome == 1);
+  CHECK(reads.pending() == 0);
+}
+
+TEST_CASE("8: ReadIndex on a new leader waits for its no-op to commit", "[reads]") {
+  Node n({1, 2, 3});
+  n.elect();
+  pods::ReadIndex reads(*n.log, n.clock);
+  Got got;
+  reads.read(got.callback());
+  reads.poll();
+  const std::uint64_t r = last_round(n.out.take());
+  n.log->receive(2, AppendReply{n.log->term(), false, 0, 0, 1, r});  // confirms, no match
+  reads.poll();
+  CHECK(n.log->confirmed_round() == r);
+  CHECK_FALSE(got.outcome);  // the commit index is not known yet
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, r});
+  reads.poll();
+  CHECK(got.ok());
+}
+
+TEST_CASE("6.4: a deposed leader cannot complete a ReadIndex; skipping the round is caught",
+          "[reads]") {
+  SECTION("partitioned: the read times out instead of answering") {
+    Node n({1, 2, 3});
+    elect_and_commit(n);
+    pods::ReadIndex reads(*n.log, n.clock, {.timeout = 100ms});
+    Got got;
+    reads.read(got.callback());
+    reads.poll();
+    // Nodes 2 and 3 elect a new leader elsewhere and commit writes; node 1 hears nothing.
+    n.clock.advance(100ms);
+    reads.poll();
+    CHECK(got.failed_with(Errc::timeout));
+  }
+  SECTION("the new leader's term reaches it: the read is cancelled") {
+    Node n({1, 2, 3});
+    elect_and_commit(n);
+    pods::ReadIndex reads(*n.log, n.clock);
+    Got got;
+    reads.read(got.callback());
+    reads.poll();
+    n.log->receive(3, AppendEntries{n.log->term() + 1, 0, 0, 0, {}, 1});
+    reads.poll();
+    CHECK(got.failed_with(Errc::not_leader));
+    Got after;
+    reads.read(after.callback());
+    CHECK(after.failed_with(Errc::not_leader));
+  }
+  SECTION("mutation: without the round the partitioned leader answers a stale read") {
+    Node n({1, 2, 3});
+    elect_and_commit(n);
+    n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, n.log->start_round()});
+    pods::ReadIndex<Log, Clock, SkipRound> reads(*n.log, n.clock);
+    Got got;
+    reads.read(got.callback());  // the partition starts: nobody answers any more
+    reads.poll();
+    CHECK(got.ok());  // the check above (a timeout) fails for this broken rule
+  }
+}
+
+TEST_CASE("ReadIndex bounds the waiting reads", "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  pods::ReadIndex reads(*n.log, n.clock, {.max_pending = 1});
+  Got a, b;
+  reads.read(a.callback());
+  reads.read(b.callback());
+  CHECK_FALSE(a.outcome);
+  CHECK(b.failed_with(Errc::full));
+  Node f({1, 2, 3});  // a follower refuses
+  pods::ReadIndex follower_reads(*f.log, f.clock);
+  Got c;
+  follower_reads.read(c.callback());
+  CHECK(c.failed_with(Errc::not_leader));
+}
+
+TEST_CASE("LeaseRead (linearizable within the drift bound): served in the lease, refused after",
+          "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  pods::LeaseRead lease(*n.log, n.clock, {.max_drift = 100ms});
+  Got before;
+  lease.read(before.callback());
+  CHECK(before.failed_with(Errc::not_leader));  // no round confirmed yet: no lease
+  const auto t = n.clock.now();
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, n.log->start_round()});
+  REQUIRE(lease.lease_until() == t + 300ms - 100ms);
+  n.out.take();  // the round's own heartbeats
+  n.clock.advance(199ms);
+  Got inside;
+  lease.read(inside.callback());
+  CHECK(inside.ok());  // no message needed
+  CHECK(n.out.take().empty());
+  n.clock.advance(1ms);
+  Got after;
+  lease.read(after.callback());
+  CHECK(after.failed_with(Errc::not_leader));
+  SECTION("the drift bound shortens the lease") {
+    pods::LeaseRead no_drift(*n.log, n.clock, {.max_drift = 0ms});
+    Got g;
+    no_drift.read(g.callback());  // 200 ms after the round: inside 300 ms without drift
+    CHECK(g.ok());
+  }
+}
+
+TEST_CASE("BoundedStaleRead (read-your-writes): waits below the client's index, or times out",
+          "[reads]") {
+  Node f({1, 2, 3});  // a follower
+  pods::BoundedStaleRead reads(*f.log, f.clock, {.max_pending = 2, .timeout = 100ms});
+  Got now;
+  reads.read(0, now.callback());
+  CHECK(now.ok());
+  Got wait, too_far, full;
+  reads.read(2, wait.callback());
+  reads.read(9, too_far.callback());
+  reads.read(3, full.callback());
+  CHECK(full.failed_with(Errc::full));
+  CHECK(reads.pending() == 2);
+  f.log->receive(2, AppendEntries{1,
+                                  0,
+                                  0,
+                                  2,
+                                  {RaftEntry{1, RaftEntryKind::noop, {}},
+                                   RaftEntry{1, RaftEntryKind::command, {std::byte{7}}}},
+                                  1});
+  REQUIRE(f.log->applied_index() == 2);
+  reads.poll();
+  REQUIRE(wait.ok());
+  CHECK(**wait.outcome == 2);
+  CHECK_FALSE(too_far.outcome);
+  f.clock.advance(100ms);
+  reads.poll();
+  CHECK(too_far.failed_with(Errc::timeout));
 }

@@ -464,7 +464,7 @@ TEST_CASE("A configuration entry round-trips; an unknown entry kind is corruptio
   const Msg m = AppendEntries{3, 1, 1, 1, {config_entry(3, RaftConfiguration{{1, 2, 5}, {4}})}};
   pods::Buffer b;
   codec.encode(m, b);
-  CHECK(std::to_integer<int>(b[0]) == 3);  // version 2: entries carry a kind byte
+  CHECK(std::to_integer<int>(b[0]) == 3);  // version 3 (entries carry a kind byte since 2)
   CHECK(codec.decode(b) == m);
   // version, tag, four u64, the count (u32), the entry's term: its kind byte.
   const std::size_t kind_at = 1 + 1 + 4 * 8 + 4 + 8;
