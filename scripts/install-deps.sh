@@ -16,6 +16,9 @@ packages=(
   # peers the benchmarks compare against (optional for the build; installed so they run)
   libconcurrentqueue-dev libatomic-queue-dev libtbb-dev libboost-dev librocksdb-dev libleveldb-dev
   libzmq3-dev cppzmq-dev
+  # servers and load tools the multi-process benchmark scripts (scripts/bench_*.sh) start and
+  # drive on 127.0.0.1; the build and the tests never need them
+  etcd-server etcd-client wrk redis-server redis-tools
 )
 
 missing=()
@@ -30,6 +33,13 @@ if ((${#missing[@]})); then
     exit 1
   fi
   export DEBIAN_FRONTEND=noninteractive
+  # The server packages must not start their daemons: the benchmark scripts start their own
+  # on 127.0.0.1 and stop them. Without a policy-rc.d, one that refuses is in place meanwhile.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
