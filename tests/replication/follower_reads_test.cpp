@@ -373,3 +373,174 @@ TEST_CASE("BoundedStaleRead (read-your-writes): waits below the client's index, 
   reads.poll();
   CHECK(too_far.failed_with(Errc::timeout));
 }
+
+// ---- FollowerRead -----------------------------------------------------------------------
+
+namespace {
+
+using ReadMsg = pods::FollowerReadMessage;
+using pods::ReadIndexReply;
+using pods::ReadIndexRequest;
+using Reads = pods::FollowerRead<Log, Clock, pods::Outbox<ReadMsg>>;
+
+// Makes node 1 a follower of node 2 in `term`, applying a no-op and `commands` commands.
+void follow(Node& f, std::uint64_t term, NodeId leader, std::uint64_t commit) {
+  std::vector<RaftEntry> entries;
+  for (std::uint64_t i = f.log->last_index(); i < commit; ++i)
+    entries.push_back(RaftEntry{term, RaftEntryKind::command, {std::byte{1}}});
+  f.log->receive(
+      leader, AppendEntries{term, f.log->last_index(), f.log->last_index() == 0 ? 0 : term, commit,
+                            std::move(entries), 1});
+  f.out.take();
+  REQUIRE(f.log->leader() == leader);
+}
+
+}  // namespace
+
+TEST_CASE("The FollowerRead codec round-trips and names corruption", "[reads]") {
+  const pods::FollowerReadMessageCodec codec;
+  for (const ReadMsg& m : {ReadMsg{ReadIndexRequest{7}}, ReadMsg{ReadIndexReply{7, true, 42}},
+                           ReadMsg{ReadIndexReply{8, false, 0}}}) {
+    pods::Buffer b;
+    codec.encode(m, b);
+    CHECK(codec.decode(b) == m);
+    pods::Buffer cut(b.begin(), b.end() - 1);
+    CHECK_THROWS_AS(codec.decode(cut), pods::CorruptionError);
+    b.push_back(std::byte{0});
+    CHECK_THROWS_WITH(codec.decode(b), Catch::Contains("FollowerReadMessage") &&
+                                           Catch::Contains("1 unexpected trailing bytes"));
+  }
+  pods::Buffer b;
+  codec.encode(ReadIndexReply{1, false, 0}, b);
+  CHECK(b.size() == 19);
+  b[11] = std::byte{5};  // the index of a refusal
+  CHECK_THROWS_WITH(codec.decode(b), Catch::Contains("a refused reply must carry index 0"));
+  b[1] = std::byte{2};
+  CHECK_THROWS_WITH(codec.decode(b), Catch::Contains("unknown message tag 2"));
+  pods::Buffer q;
+  codec.encode(ReadIndexRequest{1}, q);
+  CHECK(q.size() == 10);
+  q[0] = std::byte{9};
+  CHECK_THROWS_WITH(codec.decode(q), Catch::Contains("unknown version 9"));
+}
+
+TEST_CASE("FollowerRead rejects bad options naming the option and the rule", "[reads]") {
+  Node n({1, 2, 3});
+  pods::Outbox<ReadMsg> out;
+  CHECK_THROWS_WITH((Reads(*n.log, n.clock, out, {.max_pending = 0})),
+                    "FollowerRead: options.max_pending must be at least 1");
+  CHECK_THROWS_AS((Reads(*n.log, n.clock, out, {.timeout = 0ms})), std::invalid_argument);
+}
+
+TEST_CASE("FollowerRead (linearizable): the follower waits to apply the leader's read index",
+          "[reads]") {
+  Node f({1, 2, 3});
+  pods::Outbox<ReadMsg> out;
+  Reads reads(*f.log, f.clock, out);
+  Got unknown;
+  reads.read(unknown.callback());
+  CHECK(unknown.failed_with(Errc::not_leader));  // no leader known
+  follow(f, 1, 2, 1);
+  Got got;
+  reads.read(got.callback());
+  auto sent = out.take();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].to == 2);
+  const std::uint64_t id = std::get<ReadIndexRequest>(sent[0].message).read_id;
+  reads.receive(3, ReadIndexReply{id, true, 3});      // not the leader asked: dropped
+  reads.receive(2, ReadIndexReply{id + 1, true, 3});  // no such read: dropped
+  reads.poll();
+  CHECK_FALSE(got.outcome);
+  reads.receive(2, ReadIndexReply{id, true, 3});
+  CHECK_FALSE(got.outcome);  // applied 1 < 3
+  CHECK(reads.pending() == 1);
+  follow(f, 1, 2, 3);
+  reads.poll();
+  REQUIRE(got.ok());
+  CHECK(**got.outcome == 3);
+  CHECK(reads.pending() == 0);
+}
+
+TEST_CASE("FollowerRead fails on a refusal, a leader change, a timeout and when full", "[reads]") {
+  Node f({1, 2, 3});
+  pods::Outbox<ReadMsg> out;
+  Reads reads(*f.log, f.clock, out, {.max_pending = 2, .timeout = 100ms});
+  follow(f, 1, 2, 1);
+  Got refused, changed, full;
+  reads.read(refused.callback());
+  reads.read(changed.callback());
+  reads.read(full.callback());
+  CHECK(full.failed_with(Errc::full));
+  auto sent = out.take();
+  REQUIRE(sent.size() == 2);
+  reads.receive(2, ReadIndexReply{std::get<ReadIndexRequest>(sent[0].message).read_id, false, 0});
+  CHECK(refused.failed_with(Errc::not_leader));
+  reads.receive(2, ReadIndexReply{std::get<ReadIndexRequest>(sent[1].message).read_id, true, 1});
+  CHECK(changed.ok());  // applied 1 already
+  Got waits, times_out;
+  reads.read(waits.callback());
+  const auto late = std::get<ReadIndexRequest>(out.take()[0].message).read_id;
+  follow(f, 2, 3, 1);  // node 3 leads term 2: the read asked of node 2 is cancelled
+  reads.poll();
+  CHECK(waits.failed_with(Errc::not_leader));
+  reads.receive(2, ReadIndexReply{late, true, 1});  // its late reply is dropped
+  reads.read(times_out.callback());
+  CHECK(out.take()[0].to == 3);
+  f.clock.advance(100ms);
+  reads.poll();
+  CHECK(times_out.failed_with(Errc::timeout));
+  CHECK(reads.pending() == 0);
+}
+
+TEST_CASE("FollowerRead's leader side answers through ReadIndex after its round", "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  pods::Outbox<ReadMsg> out;
+  Reads reads(*n.log, n.clock, out);
+  reads.receive(2, ReadIndexRequest{5});
+  reads.poll();  // starts the round
+  CHECK(out.empty());
+  const std::uint64_t r = last_round(n.out.take());
+  n.log->receive(3, AppendReply{n.log->term(), true, 1, 0, 0, r});
+  reads.poll();
+  auto sent = out.take();
+  REQUIRE(sent.size() == 1);
+  CHECK(sent[0].to == 2);
+  CHECK(sent[0].message == ReadMsg{ReadIndexReply{5, true, 1}});
+  Got own;  // the leader's own read goes through ReadIndex too
+  reads.read(own.callback());
+  reads.poll();
+  CHECK_FALSE(own.outcome);
+  n.log->receive(3, AppendReply{n.log->term(), true, 1, 0, 0, last_round(n.out.take())});
+  reads.poll();
+  CHECK(own.ok());
+  CHECK(out.empty());
+  SECTION("a follower refuses a request at once") {
+    Node f({1, 2, 3});
+    Reads other(*f.log, f.clock, out);
+    other.receive(2, ReadIndexRequest{6});
+    CHECK(out.take()[0].message == ReadMsg{ReadIndexReply{6, false, 0}});
+  }
+}
+
+TEST_CASE("6.4: FollowerRead from a partitioned leader times out, and skipping the round is caught",
+          "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, n.log->start_round()});
+  pods::Outbox<ReadMsg> out;
+  SECTION("the rule: no answer without a new round") {
+    Reads reads(*n.log, n.clock, out, {.timeout = 100ms});
+    reads.receive(2, ReadIndexRequest{1});
+    reads.poll();
+    n.clock.advance(100ms);
+    reads.poll();
+    CHECK(out.take()[0].message == ReadMsg{ReadIndexReply{1, false, 0}});
+  }
+  SECTION("mutation: without the round the partitioned leader grants a stale index") {
+    pods::FollowerRead<Log, Clock, pods::Outbox<ReadMsg>, SkipRound> reads(*n.log, n.clock, out);
+    reads.receive(2, ReadIndexRequest{1});
+    reads.poll();
+    CHECK(out.take()[0].message == ReadMsg{ReadIndexReply{1, true, 1}});
+  }
+}

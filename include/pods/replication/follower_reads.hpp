@@ -1,4 +1,5 @@
-// pods/replication/follower_reads.hpp — Follower Reads: ReadIndex, LeaseRead, BoundedStaleRead
+// pods/replication/follower_reads.hpp — Follower Reads: ReadIndex, LeaseRead, FollowerRead,
+// BoundedStaleRead
 //
 // Problem:       A read served from a server's state machine may be stale: a deposed leader
 //                that does not yet know it, or a follower that is behind, answers with a state
@@ -13,30 +14,41 @@
 //                    leader can be elected before t + election_timeout_min on the followers'
 //                    clocks (check-quorum makes them ignore votes); minus the drift bound, the
 //                    leader serves reads in that lease without a round.
+//                  - FollowerRead: a follower asks the leader for a read index (a small
+//                    message pair over a Transport the caller supplies); the leader answers
+//                    through its ReadIndex; the follower lets the read run once it applied
+//                    the index the leader gave.
 //                  - BoundedStaleRead: any server serves a read once it applied the client's
 //                    last seen index (read-your-writes), else the read waits.
 // Guarantees:    ReadIndex: linearizable. LeaseRead: linearizable while the clocks' drift
 //                over an election timeout stays within options.max_drift.
+//                FollowerRead: linearizable (the leader's read index covers every write
+//                completed before the request left the follower).
 //                BoundedStaleRead: read-your-writes (the state includes the client's last
 //                seen index), not linearizable. Every read's callback is called exactly once:
 //                with the index, Errc::not_leader (not leading, deposed, or lease not held),
 //                Errc::full (options.max_pending reads waiting) or Errc::timeout.
-// Not provided:  FollowerRead (a follower asking the leader for a read index); the policies
-//                run the read nowhere: the caller runs it when the callback says it may. A
-//                lease across leadership transfer (a transfer makes a follower campaign at
-//                once, so do not transfer while leases are in use).
+// Not provided:  Retries (a refused or lost FollowerRead request fails; the caller asks
+//                again). The policies run the read nowhere: the caller runs it when the callback
+//                says it may. A lease across leadership transfer (a transfer makes a follower
+//                campaign at once, so do not transfer while leases are in use).
 // Thread safety: thread-confined, like the ReplicatedLog it reads (callbacks run on the
 //                thread calling read or poll).
 // Errors:        Bad options throw std::invalid_argument naming the option and the rule.
 //                Outcomes are values given to the callback.
 // Cost:          ReadIndex: one heartbeat round per poll() that has new reads (reads arriving
 //                between two polls share it): 2 messages per follower, one round trip.
+//                FollowerRead: a request and a reply (10 and 19 bytes) beside the leader's
+//                ReadIndex round.
 //                LeaseRead: no message inside the lease. BoundedStaleRead: none. Each waiting
 //                read: one RequestWaitingList node.
 // Example:
 //   pods::ReadIndex reads(log, clock, {.timeout = std::chrono::seconds(1)});
 //   reads.read([&](pods::Outcome<std::uint64_t> at) { if (at) serve_from_state_machine(); });
 //   reads.poll();                                  // after every receive and tick of the log
+//   pods::FollowerRead anywhere(log, clock, read_messages);  // on every server
+//   anywhere.read([&](pods::Outcome<std::uint64_t> at) { if (at) serve_from_state_machine(); });
+//   anywhere.poll();                       // and anywhere.receive(from, m) for its messages
 // Example context: #include <pods/storage/memory_storage.hpp>
 // Example context: struct Machine {
 // Example context:   void apply(std::uint64_t, std::span<const std::byte>) {}
@@ -47,11 +59,15 @@
 // Example context: pods::ReplicatedLog log(pods::MemoryStorage{}, out, clock, machine,
 // Example context:                         {.self = 1, .voters = {1}, .seed = 7});
 // Example context: auto serve_from_state_machine = [] {};
+// Example context: pods::Outbox<pods::FollowerReadMessage> read_messages;
 #pragma once
 
 #include <pods/messaging/request_waiting_list.hpp>
 #include <pods/policy/clock.hpp>
+#include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
+#include <pods/policy/transport.hpp>
+#include <pods/policy/wire.hpp>
 #include <pods/replication/replicated_log.hpp>
 
 #include <algorithm>
@@ -60,10 +76,13 @@
 #include <cstdint>
 #include <deque>
 #include <limits>
+#include <map>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <variant>
 
 namespace pods {
 
@@ -248,6 +267,188 @@ class LeaseRead {
   Clock clock_;
   std::chrono::nanoseconds drift_;
   detail::LeaderReads<Log, Clock> reads_;
+};
+
+// A follower asks the leader for a read index; `read_id` matches the reply to the read.
+struct ReadIndexRequest {
+  std::uint64_t read_id = 0;
+
+  friend bool operator==(const ReadIndexRequest&, const ReadIndexRequest&) = default;
+};
+
+// The leader's answer: granted with the index the follower must apply before the read runs,
+// or refused (not leading, deposed, full or timed out) with index 0.
+struct ReadIndexReply {
+  std::uint64_t read_id = 0;
+  bool granted = false;
+  std::uint64_t index = 0;
+
+  friend bool operator==(const ReadIndexReply&, const ReadIndexReply&) = default;
+};
+
+using FollowerReadMessage = std::variant<ReadIndexRequest, ReadIndexReply>;
+
+// The wire format of FollowerReadMessage: a version byte (1), a tag byte (0 request, 1 reply),
+// then the fields in declaration order, little-endian, the boolean one byte (0 or 1). A
+// refused reply carries index 0.
+struct FollowerReadMessageCodec {
+  static constexpr std::uint8_t version = 1;
+
+  // Appends the encoding of `m` to `out`. Allocates as out grows.
+  void encode(const FollowerReadMessage& m, Buffer& out) const {
+    wire::Writer w(out);
+    w.header(version, m.index());
+    if (const auto* q = std::get_if<ReadIndexRequest>(&m)) {
+      w.u64(q->read_id);
+    } else {
+      const auto& a = std::get<ReadIndexReply>(m);
+      w.u64(a.read_id);
+      w.boolean(a.granted);
+      w.u64(a.index);
+    }
+  }
+
+  // Decodes one message from exactly `bytes`. Allocates nothing. Throws pods::CorruptionError
+  // naming "FollowerReadMessage" and the offset for a wrong version or tag, a truncated
+  // field, a boolean other than 0 or 1, a refusal with an index, or trailing bytes.
+  FollowerReadMessage decode(std::span<const std::byte> bytes) const {
+    wire::Reader r(bytes, "FollowerReadMessage");
+    const std::size_t tag = r.header(version, 2, {.kind = "message tag"});
+    FollowerReadMessage m;
+    if (tag == 0) {
+      m = ReadIndexRequest{r.u64()};
+    } else {
+      ReadIndexReply a;
+      a.read_id = r.u64();
+      a.granted = r.boolean();
+      const std::size_t at = r.offset();
+      a.index = r.u64();
+      if (!a.granted && a.index != 0) r.fail(at, "a refused reply must carry index 0");
+      m = a;
+    }
+    r.expect_end();
+    return m;
+  }
+};
+static_assert(Codec<FollowerReadMessageCodec, FollowerReadMessage>);
+
+// FollowerRead — linearizable reads on a follower: the leader's read index, then the apply.
+template <class Log, PhysicalClock Clock, Transport<FollowerReadMessage> T, class Rules = ReadRules>
+class FollowerRead {
+ public:
+  using Callback = typename RequestWaitingList<std::uint64_t, std::uint64_t, Clock>::Callback;
+
+  // Serves reads for `log` (retained by reference; must outlive this), sending requests and
+  // replies through `transport` (a copy retained). Every server runs one: its leader side
+  // answers other servers' requests through a ReadIndex. Throws std::invalid_argument naming
+  // a bad option.
+  FollowerRead(Log& log, Clock clock, T transport, ReadOptions options = {})
+      : log_(log),
+        transport_(std::move(transport)),
+        max_(checked(options).max_pending),
+        leader_reads_(log, clock, options),
+        waiting_(options.timeout, std::move(clock)) {}
+  FollowerRead(const FollowerRead&) = delete;  // the leader side's callbacks hold `this`
+  FollowerRead& operator=(const FollowerRead&) = delete;
+
+  // Starts a read: on the leader through its ReadIndex; on a follower by asking the leader
+  // it knows. `done` (retained) gets the applied index once the read may run, or
+  // Errc::not_leader (no leader known, the leader refused, or it changed), Errc::full or
+  // Errc::timeout. Allocates; sends at most one request.
+  void read(Callback done) {
+    cancel_if_leader_changed();
+    if (log_.is_leader()) return leader_reads_.read(std::move(done));
+    const std::optional<NodeId> leader = log_.leader();
+    if (!leader) return done(Outcome<std::uint64_t>(Errc::not_leader));
+    if (asked_.size() >= max_) return done(Outcome<std::uint64_t>(Errc::full));
+    if (asked_.empty()) {
+      leader_ = *leader;
+      term_ = log_.term();
+    }
+    const std::uint64_t id = next_++;
+    waiting_.add(id, std::move(done));
+    asked_.emplace(id, 0);
+    transport_.send(*leader, ReadIndexRequest{id});
+  }
+
+  // Handles a message from server `from`: answers a request through the ReadIndex (the reply
+  // is sent when that read completes or fails), or records the index of a reply from the
+  // leader asked (others and unknown ids are dropped). Allocates.
+  void receive(NodeId from, const FollowerReadMessage& m) {
+    if (const auto* q = std::get_if<ReadIndexRequest>(&m)) {
+      const std::uint64_t id = q->read_id;
+      leader_reads_.read([this, from, id](Outcome<std::uint64_t> at) {
+        transport_.send(from, at ? ReadIndexReply{id, true, *at} : ReadIndexReply{id, false, 0});
+      });
+      return;
+    }
+    const auto& a = std::get<ReadIndexReply>(m);
+    cancel_if_leader_changed();
+    const auto it = asked_.find(a.read_id);
+    if (it == asked_.end() || from != leader_ || it->second != 0) return;
+    if (!a.granted) {
+      asked_.erase(it);
+      waiting_.fail(a.read_id, Errc::not_leader);
+      return;
+    }
+    it->second = std::max<std::uint64_t>(a.index, 1);
+    complete_applied();
+  }
+
+  // Polls the leader side, completes the reads the applied index now covers, expires the
+  // old, and fails every waiting read with Errc::not_leader when the leader or the term
+  // changed. Call after every receive and tick of the log.
+  void poll() {
+    leader_reads_.poll();
+    cancel_if_leader_changed();
+    for (std::size_t n = waiting_.expire(); n != 0; --n)  // expiry is in arrival order
+      asked_.erase(asked_.begin());
+    complete_applied();
+  }
+
+  // Returns how many of this server's reads wait for the leader (the leader side's own
+  // reads not included).
+  std::size_t pending() const noexcept { return asked_.size(); }
+
+ private:
+  static const ReadOptions& checked(const ReadOptions& o) {
+    detail::check_read_options(o, "FollowerRead");
+    return o;
+  }
+
+  void complete_applied() {
+    const std::uint64_t applied = log_.applied_index();
+    for (auto it = asked_.begin(); it != asked_.end();) {
+      if (it->second != 0 && it->second <= applied) {
+        const std::uint64_t id = it->first;
+        it = asked_.erase(it);
+        waiting_.complete(id, applied);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // A reply from a replaced leader could name an index a newer leader already overtook
+  // without this server knowing; the reads asked of it fail instead.
+  void cancel_if_leader_changed() {
+    if (asked_.empty()) return;
+    if (!log_.is_leader() && log_.leader() == leader_ && log_.term() == term_) return;
+    std::map<std::uint64_t, std::uint64_t> gone;
+    gone.swap(asked_);
+    for (const auto& [id, index] : gone)
+      waiting_.fail(id, Errc::not_leader);
+  }
+
+  Log& log_;
+  T transport_;
+  std::size_t max_;
+  ReadIndex<Log, Clock, Rules> leader_reads_;
+  RequestWaitingList<std::uint64_t, std::uint64_t, Clock> waiting_;
+  std::map<std::uint64_t, std::uint64_t> asked_;  // read id -> index to apply (0: not known)
+  NodeId leader_ = 0;
+  std::uint64_t term_ = 0;
+  std::uint64_t next_ = 1;
 };
 
 // BoundedStaleRead — read-your-writes on any server, given the client's last seen index.
