@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -21,6 +22,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -33,7 +35,9 @@ struct NodeProcess {
   unsigned peer_port = 0, client_port = 0;
 };
 
-// Starts `self_exe node --id id --data dir` and reads its "ports" line.
+// Starts `self_exe node --id id --data dir` and reads its "ports" line. The node is killed
+// when the thread that started it exits, so a supervisor that dies leaves no node behind
+// (not even a stopped one). Throws std::runtime_error when it cannot start.
 inline NodeProcess start_node(const char* self_exe, unsigned id, const std::string& dir) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
@@ -42,6 +46,7 @@ inline NodeProcess start_node(const char* self_exe, unsigned id, const std::stri
   const pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork failed");
   if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
     ::dup2(in[0], 0);
     ::dup2(out[1], 1);
     ::close(in[0]);
@@ -61,6 +66,10 @@ inline NodeProcess start_node(const char* self_exe, unsigned id, const std::stri
   while (::read(p.from, &ch, 1) == 1 && ch != '\n')
     line += ch;
   if (std::sscanf(line.c_str(), "ports %u %u", &p.peer_port, &p.client_port) != 2) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    ::close(p.to);
+    ::close(p.from);
     throw std::runtime_error("node " + std::to_string(id) + " did not report its ports");
   }
   return p;
@@ -71,6 +80,40 @@ inline void tell(const NodeProcess& p, const std::string& line) {
   if (::write(p.to, l.data(), l.size()) != static_cast<ssize_t>(l.size())) {
     throw std::runtime_error("writing to a node failed");
   }
+}
+
+// Tells node `i` of `nodes` (ids 1-3) the peer port of every other node, then "go".
+inline void introduce(const std::vector<NodeProcess>& nodes, unsigned i) {
+  for (unsigned j = 0; j < nodes.size(); ++j) {
+    if (i != j)
+      tell(nodes[i], "peer " + std::to_string(j + 1) + " " + std::to_string(nodes[j].peer_port));
+  }
+  tell(nodes[i], "go");
+}
+
+// Starts nodes 1-3, each on its data directory root/<id>, and introduces them to each other.
+// Creates the directories. Throws std::runtime_error when a node does not start (the nodes
+// started so far are then stopped).
+inline std::vector<NodeProcess> start_nodes(const char* self_exe,
+                                            const std::filesystem::path& root) {
+  std::vector<NodeProcess> nodes;
+  try {
+    for (unsigned id = 1; id <= 3; ++id) {
+      std::filesystem::create_directories(root / std::to_string(id));
+      nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string()));
+    }
+  } catch (...) {
+    for (NodeProcess& p : nodes) {
+      ::kill(p.pid, SIGKILL);
+      ::waitpid(p.pid, nullptr, 0);
+      ::close(p.to);
+      ::close(p.from);
+    }
+    throw;
+  }
+  for (unsigned i = 0; i < 3; ++i)
+    introduce(nodes, i);
+  return nodes;
 }
 
 inline int connect_to(unsigned port) {
@@ -111,18 +154,7 @@ inline int run_load(const char* self_exe, unsigned clients, double seconds, std:
   char tmpl[] = "/tmp/replicated_kv.XXXXXX";
   if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
   const std::filesystem::path root = tmpl;
-  std::vector<NodeProcess> nodes;
-  for (unsigned id = 1; id <= 3; ++id) {
-    std::filesystem::create_directories(root / std::to_string(id));
-    nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string()));
-  }
-  for (unsigned i = 0; i < 3; ++i) {
-    for (unsigned j = 0; j < 3; ++j) {
-      if (i != j)
-        tell(nodes[i], "peer " + std::to_string(j + 1) + " " + std::to_string(nodes[j].peer_port));
-    }
-    tell(nodes[i], "go");
-  }
+  std::vector<NodeProcess> nodes = start_nodes(self_exe, root);
   using Clock = std::chrono::steady_clock;
   std::atomic<bool> measuring{false}, done{false};
   std::atomic<unsigned> leader{1};

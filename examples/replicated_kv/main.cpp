@@ -18,6 +18,14 @@
 //       closed-loop clients doing puts of B bytes for S seconds after a 2 s warm-up, prints
 //       "replicated_kv load: clients=C ops=N seconds=S ops_per_s=X p50_us=Y p99_us=Z" and
 //       stops the nodes.
+//
+//   replicated_kv cluster --duration S [--faults] [--seed N] [--clients C] [--op-timeout-ms T]
+//       Starts 3 nodes and runs C clients (default 4) doing puts and gets on 3 keys for S
+//       seconds, recording a history; with --faults, SIGKILLs a random node (the leader too) at
+//       seeded random moments and restarts it on its data directory, or SIGSTOPs one for a
+//       while. Then a final read of every key must succeed and the history must pass
+//       check_linearizable. Prints a summary and "verdict: linearizable ..." or "FAILED: ...".
+#include "cluster.hpp"
 #include "load.hpp"
 #include "node.hpp"
 #include "sim.hpp"
@@ -94,9 +102,37 @@ int main(int argc, char** argv) {
       return replicated_kv::run_load("/proc/self/exe", static_cast<unsigned>(clients),
                                      static_cast<double>(seconds), bytes);
     }
+    if (mode == "cluster") {
+      replicated_kv::ClusterRun run;
+      for (int i = 2; i < argc; i += 2) {
+        const std::string a = argv[i];
+        if (a == "--faults") {
+          run.faults = true;
+          --i;
+        } else if (i + 1 >= argc) {
+          std::cerr << "replicated_kv cluster: " << a << " needs a value\n";
+          return 2;
+        } else if (a == "--duration") {
+          run.seconds = static_cast<double>(number(a, argv[i + 1], 3600));
+        } else if (a == "--seed") {
+          run.seed = number(a, argv[i + 1], ~0ull);
+        } else if (a == "--clients") {
+          run.clients = static_cast<unsigned>(number(a, argv[i + 1], 64));
+        } else if (a == "--op-timeout-ms") {
+          run.op_timeout_ms = static_cast<int>(number(a, argv[i + 1], 600000));
+        } else {
+          std::cerr << "replicated_kv cluster: unknown flag " << a << "\n";
+          return 2;
+        }
+      }
+      std::signal(SIGPIPE, SIG_IGN);
+      return replicated_kv::run_cluster("/proc/self/exe", run);
+    }
     std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]\n"
                  "       replicated_kv node --id I --data DIR\n"
-                 "       replicated_kv load --clients C --seconds S --value-size B\n";
+                 "       replicated_kv load --clients C --seconds S --value-size B\n"
+                 "       replicated_kv cluster --duration S [--faults] [--seed N] [--clients C]"
+                 " [--op-timeout-ms T]\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "replicated_kv: " << e.what() << "\n";
