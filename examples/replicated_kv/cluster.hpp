@@ -25,6 +25,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <mutex>
 #include <stdexcept>
@@ -285,10 +286,11 @@ inline int run_cluster(const char* self_exe, const ClusterRun& o) {
       if (r != "ok" && failure.empty())
         failure = "the final read of key " + key + " did not succeed";
     }
-  } catch (...) {
+  } catch (const std::exception& e) {  // a node did not restart, a pipe broke
     join();
     nodes.stop();
-    throw;
+    std::printf("FAILED: %s\n", e.what());
+    return 1;
   }
   nodes.stop();
 
