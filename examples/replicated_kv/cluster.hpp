@@ -45,6 +45,7 @@ struct ClusterRun {
   unsigned clients = 4;       // concurrent closed-loop clients
   int op_timeout_ms = 3000;   // an operation without an answer by then is unknown
   double check_seconds = 60;  // the linearizability checker's time budget
+  bool stale_reads = false;   // nodes answer gets locally; gets go to a random node (broken)
 };
 
 namespace detail {
@@ -56,8 +57,11 @@ using KvHistory = pods::sim::History<pods::sim::KvInput, pods::sim::KvOutput>;
 // and the processes themselves, killed in the destructor whatever the exit path.
 class Nodes {
  public:
-  Nodes(const char* self_exe, std::filesystem::path root)
-      : exe_(self_exe), root_(std::move(root)), procs_(start_nodes(exe_, root_)) {}
+  Nodes(const char* self_exe, std::filesystem::path root, bool stale_reads)
+      : exe_(self_exe),
+        root_(std::move(root)),
+        stale_(stale_reads),
+        procs_(start_nodes(exe_, root_, stale_)) {}
   Nodes(const Nodes&) = delete;
   Nodes& operator=(const Nodes&) = delete;
   ~Nodes() { stop(); }
@@ -75,7 +79,7 @@ class Nodes {
     ::close(p.to);
     ::close(p.from);
     p.pid = -1;
-    NodeProcess fresh = start_node(exe_, id, (root_ / std::to_string(id)).string());
+    NodeProcess fresh = start_node(exe_, id, (root_ / std::to_string(id)).string(), stale_);
     {
       std::lock_guard lock(mu_);
       p = fresh;
@@ -104,6 +108,7 @@ class Nodes {
  private:
   const char* exe_;
   std::filesystem::path root_;
+  bool stale_;
   std::mutex mu_;
   std::vector<NodeProcess> procs_;
 };
@@ -147,7 +152,8 @@ struct Client {
   }
 
   // Runs one operation; returns "ok", "unknown" or "refused" (never took effect).
-  std::string run(const pods::sim::KvInput& input) {
+  // stray: send a get to a random node first (for the stale-reads mode).
+  std::string run(const pods::sim::KvInput& input, pods::Random* stray = nullptr) {
     const auto id = history.invoke(process, input);
     const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
     const std::string tag = std::to_string(++seq);
@@ -156,6 +162,8 @@ struct Client {
                                           : "P " + tag + " " + input.key + " " + input.value) +
         "\n";
     unsigned target = leader.load();
+    if (stray && input.op == pods::sim::KvOp::get)
+      target = static_cast<unsigned>(stray->below(3) + 1);
     for (;;) {
       const auto left =
           std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -211,7 +219,7 @@ inline int run_cluster(const char* self_exe, const ClusterRun& o) {
   using detail::Clock;
   char tmpl[] = "/tmp/replicated_kv_cluster.XXXXXX";
   if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
-  detail::Nodes nodes(self_exe, tmpl);
+  detail::Nodes nodes(self_exe, tmpl, o.stale_reads);
   const auto t0 = Clock::now();
   detail::KvHistory history([t0] {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0).count();
@@ -236,7 +244,8 @@ inline int run_cluster(const char* self_exe, const ClusterRun& o) {
         const std::string& key = keys[draws.below(keys.size())];
         count(c.run(draws.chance(0.5) ? pods::sim::KvModel::get(key)
                                       : pods::sim::KvModel::put(key, "v" + std::to_string(k) + "." +
-                                                                         std::to_string(++n))));
+                                                                         std::to_string(++n)),
+                    o.stale_reads ? &draws : nullptr));
       }
     });
   }

@@ -37,8 +37,10 @@ struct NodeProcess {
 
 // Starts `self_exe node --id id --data dir` and reads its "ports" line. The node is killed
 // when the thread that started it exits, so a supervisor that dies leaves no node behind
-// (not even a stopped one). Throws std::runtime_error when it cannot start.
-inline NodeProcess start_node(const char* self_exe, unsigned id, const std::string& dir) {
+// (not even a stopped one). stale_reads passes --stale-reads. Throws std::runtime_error when
+// it cannot start.
+inline NodeProcess start_node(const char* self_exe, unsigned id, const std::string& dir,
+                              bool stale_reads = false) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
     throw std::runtime_error("pipe failed");
@@ -55,6 +57,7 @@ inline NodeProcess start_node(const char* self_exe, unsigned id, const std::stri
     ::close(out[1]);
     const std::string ids = std::to_string(id);
     ::execl(self_exe, "replicated_kv", "node", "--id", ids.c_str(), "--data", dir.c_str(),
+            stale_reads ? "--stale-reads" : static_cast<char*>(nullptr),
             static_cast<char*>(nullptr));
     std::_Exit(127);
   }
@@ -94,13 +97,13 @@ inline void introduce(const std::vector<NodeProcess>& nodes, unsigned i) {
 // Starts nodes 1-3, each on its data directory root/<id>, and introduces them to each other.
 // Creates the directories. Throws std::runtime_error when a node does not start (the nodes
 // started so far are then stopped).
-inline std::vector<NodeProcess> start_nodes(const char* self_exe,
-                                            const std::filesystem::path& root) {
+inline std::vector<NodeProcess> start_nodes(const char* self_exe, const std::filesystem::path& root,
+                                            bool stale_reads = false) {
   std::vector<NodeProcess> nodes;
   try {
     for (unsigned id = 1; id <= 3; ++id) {
       std::filesystem::create_directories(root / std::to_string(id));
-      nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string()));
+      nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string(), stale_reads));
     }
   } catch (...) {
     for (NodeProcess& p : nodes) {

@@ -10,7 +10,7 @@
 //       --stale-reads answers gets from a random server's local state, bypassing the log:
 //       the run must then fail (the checker's own test).
 //
-//   replicated_kv node --id I --data DIR
+//   replicated_kv node --id I --data DIR [--stale-reads]
 //       One server of three (ids 1-3): see node.hpp for its startup lines and client protocol.
 //
 //   replicated_kv load --clients C --seconds S --value-size B
@@ -25,6 +25,8 @@
 //       seeded random moments and restarts it on its data directory, or SIGSTOPs one for a
 //       while. Then a final read of every key must succeed and the history must pass
 //       check_linearizable. Prints a summary and "verdict: linearizable ..." or "FAILED: ...".
+//       --stale-reads: the nodes answer gets from their own state and clients send gets to a
+//       random node; the run must then fail (the checker's own test at the process level).
 #include "cluster.hpp"
 #include "load.hpp"
 #include "node.hpp"
@@ -79,9 +81,9 @@ int main(int argc, char** argv) {
       }
       return replicated_kv::run_sim(seeds, nodes, stale);
     }
-    if (mode == "node" && argc == 6 && std::string(argv[2]) == "--id" &&
-        std::string(argv[4]) == "--data") {
-      return replicated_kv::run_node(number("--id", argv[3], 3), argv[5]);
+    if (mode == "node" && (argc == 6 || (argc == 7 && std::string(argv[6]) == "--stale-reads")) &&
+        std::string(argv[2]) == "--id" && std::string(argv[4]) == "--data") {
+      return replicated_kv::run_node(number("--id", argv[3], 3), argv[5], argc == 7);
     }
     if (mode == "load") {
       unsigned long long clients = 1, seconds = 5, bytes = 100;
@@ -109,6 +111,9 @@ int main(int argc, char** argv) {
         if (a == "--faults") {
           run.faults = true;
           --i;
+        } else if (a == "--stale-reads") {
+          run.stale_reads = true;
+          --i;
         } else if (i + 1 >= argc) {
           std::cerr << "replicated_kv cluster: " << a << " needs a value\n";
           return 2;
@@ -129,10 +134,10 @@ int main(int argc, char** argv) {
       return replicated_kv::run_cluster("/proc/self/exe", run);
     }
     std::cerr << "usage: replicated_kv sim [--seeds N] [--nodes 3|5] [--stale-reads]\n"
-                 "       replicated_kv node --id I --data DIR\n"
+                 "       replicated_kv node --id I --data DIR [--stale-reads]\n"
                  "       replicated_kv load --clients C --seconds S --value-size B\n"
                  "       replicated_kv cluster --duration S [--faults] [--seed N] [--clients C]"
-                 " [--op-timeout-ms T]\n";
+                 " [--op-timeout-ms T] [--stale-reads]\n";
     return 2;
   } catch (const std::exception& e) {
     std::cerr << "replicated_kv: " << e.what() << "\n";

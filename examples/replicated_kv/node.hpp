@@ -48,7 +48,9 @@ struct LogTransport {
   void send(pods::NodeId to, pods::ReplicatedLogMessage m) { (void)peers.send(to, std::move(m)); }
 };
 
-inline int run_node(pods::NodeId self, const std::string& dir) {
+// stale_reads: a get is answered at once from this node's own state, leader or not, bypassing
+// the log (a deliberately broken mode: histories must then fail the checker).
+inline int run_node(pods::NodeId self, const std::string& dir, bool stale_reads = false) {
   PeerTransport transport(self, {.seed = self});
   int wake[2];
   if (::pipe(wake) != 0) throw std::runtime_error("pipe failed");
@@ -191,6 +193,11 @@ inline int run_node(pods::NodeId self, const std::string& dir) {
         c.in.erase(0, nl + 1);
         std::string op, id, key, value;
         in >> op >> id >> key >> value;
+        if (stale_reads && op == "G") {
+          const auto it = machine.data.find(key);
+          c.out += "OK " + id + ' ' + (it == machine.data.end() ? "-" : it->second) + '\n';
+          continue;
+        }
         Command cmd{next_tag++,
                     op == "P" ? pods::sim::KvModel::put(key, value) : pods::sim::KvModel::get(key)};
         const pods::Buffer bytes = encode(cmd);
