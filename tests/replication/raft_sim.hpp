@@ -182,6 +182,7 @@ struct Scenario {
   std::chrono::nanoseconds min_gap = 100ms, max_gap = 1000ms, max_fault = 2000ms;
   bool pre_vote_and_check_quorum = true;
   bool crashes_only = false;  // no partitions, pauses or clock faults
+  bool clock_steps = true;    // with !crashes_only: clocks also jump (not only drift)
   std::chrono::nanoseconds max_delay = 10ms;
   double loss = 0.01, duplicate = 0.01;
   std::size_t clients = 3;
@@ -250,7 +251,7 @@ RunResult run(std::uint64_t seed, const Scenario& s, Extension&& ext = {}) {
                                        .one_way = !s.crashes_only,
                                        .isolation = !s.crashes_only,
                                        .pauses = !s.crashes_only,
-                                       .clock_steps = !s.crashes_only,
+                                       .clock_steps = !s.crashes_only && s.clock_steps,
                                        .clock_drift = !s.crashes_only});
   const auto heal = nemesis.heal_at();
   const auto end = nemesis.end_at();

@@ -83,6 +83,7 @@
 #include <string>
 #include <utility>
 #include <variant>
+#include <vector>
 
 namespace pods {
 
@@ -195,7 +196,9 @@ class ReadIndex {
   // Starts a read; `done` (retained) gets the applied index once the read may run, or an
   // Errc (not_leader, full, timeout). Allocates.
   void read(Callback done) {
-    const std::uint64_t round = Rules::confirm_round ? 0 : log_.current_round();
+    // Without the rule (a test mutation) the read trusts the last round confirmed.
+    const std::uint64_t round =
+        Rules::confirm_round ? 0 : std::max<std::uint64_t>(log_.confirmed_round(), 1);
     reads_.add(detail::read_index_of(log_), round, std::move(done));
   }
 
@@ -366,7 +369,12 @@ class FollowerRead {
       term_ = log_.term();
     }
     const std::uint64_t id = next_++;
-    waiting_.add(id, std::move(done));
+    // Every way out (reply, refusal, cancel, expiry) forgets the read here first; expiry
+    // follows the clock, which may be stepped, so it need not follow the ids.
+    waiting_.add(id, [this, id, done = std::move(done)](Outcome<std::uint64_t> at) mutable {
+      asked_.erase(id);
+      done(at);
+    });
     asked_.emplace(id, 0);
     transport_.send(*leader, ReadIndexRequest{id});
   }
@@ -387,7 +395,6 @@ class FollowerRead {
     const auto it = asked_.find(a.read_id);
     if (it == asked_.end() || from != leader_ || it->second != 0) return;
     if (!a.granted) {
-      asked_.erase(it);
       waiting_.fail(a.read_id, Errc::not_leader);
       return;
     }
@@ -401,8 +408,7 @@ class FollowerRead {
   void poll() {
     leader_reads_.poll();
     cancel_if_leader_changed();
-    for (std::size_t n = waiting_.expire(); n != 0; --n)  // expiry is in arrival order
-      asked_.erase(asked_.begin());
+    waiting_.expire();
     complete_applied();
   }
 
@@ -418,15 +424,12 @@ class FollowerRead {
 
   void complete_applied() {
     const std::uint64_t applied = log_.applied_index();
-    for (auto it = asked_.begin(); it != asked_.end();) {
-      if (it->second != 0 && it->second <= applied) {
-        const std::uint64_t id = it->first;
-        it = asked_.erase(it);
-        waiting_.complete(id, applied);
-      } else {
-        ++it;
-      }
+    std::vector<std::uint64_t> ready;
+    for (const auto& [id, index] : asked_) {
+      if (index != 0 && index <= applied) ready.push_back(id);
     }
+    for (std::uint64_t id : ready)
+      waiting_.complete(id, applied);
   }
 
   // A reply from a replaced leader could name an index a newer leader already overtook
@@ -434,9 +437,10 @@ class FollowerRead {
   void cancel_if_leader_changed() {
     if (asked_.empty()) return;
     if (!log_.is_leader() && log_.leader() == leader_ && log_.term() == term_) return;
-    std::map<std::uint64_t, std::uint64_t> gone;
-    gone.swap(asked_);
-    for (const auto& [id, index] : gone)
+    std::vector<std::uint64_t> gone;
+    for (const auto& [id, index] : asked_)
+      gone.push_back(id);
+    for (std::uint64_t id : gone)
       waiting_.fail(id, Errc::not_leader);
   }
 
