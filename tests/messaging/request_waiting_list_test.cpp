@@ -34,7 +34,10 @@ TEST_CASE("RequestWaitingList: complete calls the callback once with the respons
   list.add(1, log.callback(1));
   list.add(2, log.callback(2));
   CHECK(list.size() == 2);
+  CHECK(list.contains(2));
   CHECK(list.complete(2, "two"));
+  CHECK_FALSE(list.contains(2));
+  CHECK(list.contains(1));
   CHECK_FALSE(list.complete(2, "again"));  // duplicate
   CHECK_FALSE(list.complete(9, "nine"));   // unknown
   REQUIRE(log.calls.size() == 1);

@@ -259,7 +259,7 @@ TEST_CASE("8: ReadIndex on a new leader waits for its no-op to commit", "[reads]
   CHECK(got.ok());
 }
 
-TEST_CASE("6.4: a deposed leader cannot complete a ReadIndex; skipping the round is caught",
+TEST_CASE("6.4: a deposed leader cannot complete a ReadIndex, and skipping the round is caught",
           "[reads]") {
   SECTION("partitioned: the read times out instead of answering") {
     Node n({1, 2, 3});
@@ -297,6 +297,27 @@ TEST_CASE("6.4: a deposed leader cannot complete a ReadIndex; skipping the round
     reads.poll();
     CHECK(got.ok());  // the check above (a timeout) fails for this broken rule
   }
+}
+
+TEST_CASE("ReadIndex keeps the right reads when a clock stepped back expires them out of order",
+          "[reads]") {
+  Node n({1, 2, 3});
+  elect_and_commit(n);
+  pods::ReadIndex reads(*n.log, n.clock, {.timeout = 100ms});
+  Got first, second;
+  reads.read(first.callback());
+  n.clock.set(n.clock.now().time_since_epoch() - 50ms);  // the clock steps back
+  reads.read(second.callback());                         // added "before" the first
+  n.clock.advance(100ms);
+  reads.poll();  // the second read has waited the timeout, the first has not
+  CHECK(second.failed_with(Errc::timeout));
+  CHECK_FALSE(first.outcome);
+  CHECK(reads.pending() == 1);
+  const std::uint64_t r = last_round(n.out.take());
+  n.log->receive(2, AppendReply{n.log->term(), true, 1, 0, 0, r});
+  reads.poll();
+  CHECK(first.ok());  // still tracked, so served once its round is confirmed
+  CHECK(reads.pending() == 0);
 }
 
 TEST_CASE("ReadIndex bounds the waiting reads", "[reads]") {

@@ -171,6 +171,12 @@ class RequestWaitingList {
     return entries_.size();
   }
 
+  // Returns true when the request `key` is still waiting (not completed, failed or expired).
+  bool contains(const Key& key) const {
+    std::lock_guard lock(mutex_);
+    return entries_.contains(key);
+  }
+
   // Returns the timeout given at construction.
   std::chrono::nanoseconds timeout() const noexcept { return timeout_; }
 

@@ -131,8 +131,10 @@ class LeaderReads {
 
   void poll(bool start_rounds) {
     cancel_if_deposed();
-    for (std::size_t n = waiting_.expire(); n != 0; --n)  // expiry is in arrival order
-      meta_.pop_front();
+    // A clock that steps back can expire reads out of arrival order: keep those still waiting.
+    if (waiting_.expire() != 0) {
+      std::erase_if(meta_, [this](const Meta& m) { return !waiting_.contains(m.seq); });
+    }
     if (start_rounds && !meta_.empty() && meta_.back().round == 0) {
       const std::uint64_t r = log_.start_round();
       for (auto it = meta_.rbegin(); it != meta_.rend() && it->round == 0; ++it)
