@@ -1,0 +1,125 @@
+// bench/replication_bench.cpp — ReplicatedLog on the simulator: commits per simulated second
+// and per real second.
+//
+// Scenarios (one item = one committed command; counter commits_per_sim_s = commits per
+// simulated second, so items_per_second is commits per real second of the simulation):
+//   raft/sim/<servers>/<loss per mille>   3 or 5 servers on pods::sim, MemoryStorage, 1-10 ms
+//                                          one-way delays, a client that keeps 256 commands of
+//                                          32 bytes in flight at the leader; the first
+//                                          simulated second (the election) is not counted,
+//                                          then 2 simulated seconds are.
+// No faults but the loss: this measures the log's own cost per command (encoding, the
+// simulated network, storage appends and syncs, the state machine), not recovery. The peer
+// for durable replication between processes is etcd, measured by scripts/bench_replication.sh.
+#include "bench_support.hpp"
+
+#include <pods/replication/replicated_log.hpp>
+#include <pods/sim/cluster.hpp>
+#include <pods/sim/network.hpp>
+#include <pods/sim/node_clock.hpp>
+#include <pods/sim/simulation.hpp>
+#include <pods/storage/memory_storage.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using Msg = pods::ReplicatedLogMessage;
+using Net = pods::sim::Network<Msg>;
+
+// Counts what it applies; its snapshot is the count.
+struct Counter {
+  std::uint64_t applied = 0;
+  void apply(std::uint64_t, std::span<const std::byte>) { ++applied; }
+  std::vector<std::byte> snapshot() const { return {}; }
+  void restore(std::span<const std::byte>) {}
+};
+
+struct Server {
+  Counter machine;
+  pods::ReplicatedLog<pods::MemoryStorage, Net::Endpoint, pods::sim::NodeClock, Counter> log;
+
+  Server(const pods::sim::NodeContext<Msg>& ctx, std::vector<pods::NodeId> voters)
+      : log(ctx.storage, ctx.endpoint, ctx.clock, machine,
+            {.self = ctx.id, .voters = std::move(voters), .seed = ctx.random.fork(1).next()}) {}
+  void receive(pods::NodeId from, Msg m) { log.receive(from, std::move(m)); }
+  void tick() { log.tick(); }
+  auto next_deadline() const { return log.next_deadline(); }
+};
+
+// Runs one cluster: returns the commits counted in the measured simulated seconds.
+std::uint64_t run_cluster(std::size_t servers, double loss, std::uint64_t seed,
+                          std::chrono::nanoseconds measured) {
+  pods::sim::Simulation sim(seed);
+  Net net(sim, {.loss = loss, .min_delay = 1ms, .max_delay = 10ms});
+  std::vector<pods::NodeId> voters;
+  for (pods::NodeId id = 1; id <= servers; ++id)
+    voters.push_back(id);
+  pods::sim::Cluster<Server, Msg> cluster(net, [&](const pods::sim::NodeContext<Msg>& ctx) {
+    return std::make_unique<Server>(ctx, voters);
+  });
+  for (pods::NodeId id : voters)
+    cluster.add(id);
+  const std::vector<std::byte> command(32, std::byte{7});
+  constexpr std::uint64_t in_flight = 256;
+  std::function<void()> client = [&] {
+    for (pods::NodeId id : voters) {
+      Server* s = cluster.node(id);
+      if (s == nullptr || !s->log.is_leader()) continue;
+      while (s->log.last_index() - s->log.commit_index() < in_flight) {
+        if (!s->log.propose(command)) break;
+      }
+    }
+    sim.schedule(1ms, client);
+  };
+  sim.schedule(1ms, client);
+  sim.run_for(1s);  // the election
+  auto committed = [&] {
+    std::uint64_t most = 0;
+    for (pods::NodeId id : voters) {
+      if (Server* s = cluster.node(id)) most = std::max(most, s->machine.applied);
+    }
+    return most;
+  };
+  const std::uint64_t before = committed();
+  sim.run_for(measured);
+  return committed() - before;
+}
+
+void raft_sim(benchmark::State& state) {
+  const auto servers = static_cast<std::size_t>(state.range(0));
+  const double loss = static_cast<double>(state.range(1)) / 1000.0;
+  const std::chrono::nanoseconds measured = 2s;
+  std::uint64_t commits = 0;
+  std::uint64_t seed = 1;
+  for (auto _ : state) {
+    const std::uint64_t n = run_cluster(servers, loss, seed++, measured);
+    benchmark::DoNotOptimize(n);
+    commits += n;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(commits));
+  state.counters["commits_per_sim_s"] = benchmark::Counter(
+      static_cast<double>(commits) /
+      (static_cast<double>(state.iterations()) * std::chrono::duration<double>(measured).count()));
+}
+BENCHMARK(raft_sim)
+    ->Name("raft/sim")
+    ->Args({3, 0})
+    ->Args({5, 0})
+    ->Args({3, 10})
+    ->Args({5, 10})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
+
+}  // namespace
+
+PODS_BENCH_MAIN()
