@@ -185,6 +185,28 @@ struct RaftEntry {
   friend bool operator==(const RaftEntry&, const RaftEntry&) = default;
 };
 
+namespace detail {
+
+// The one layout of a RaftEntry, in AppendEntries and in the storage log alike: the term, the
+// kind byte (0..2), then the length-prefixed command.
+inline void write_entry(wire::Writer& w, const RaftEntry& e) {
+  w.u64(e.term);
+  w.u8(static_cast<std::uint8_t>(e.kind));
+  w.bytes(e.command);
+}
+
+// Reads one entry written by write_entry. Allocates. Throws pods::CorruptionError for a
+// truncated field or an unknown kind.
+inline RaftEntry read_entry(wire::Reader& r) {
+  RaftEntry e;
+  e.term = r.u64();
+  e.kind = static_cast<RaftEntryKind>(r.kind(3, "entry kind"));
+  e.command = r.bytes();
+  return e;
+}
+
+}  // namespace detail
+
 // The members of a cluster (Raft dissertation §4): voters elect the leader and count for the
 // commit; learners (§4.2.1) only receive the log. Both lists ascending and disjoint.
 struct RaftConfiguration {
@@ -374,13 +396,8 @@ struct ReplicatedLogMessageCodec {
         a.commit = r.u64();
         const std::size_t n = r.count(8 + 1 + 1);
         a.entries.reserve(n);
-        for (std::size_t i = 0; i < n; ++i) {
-          RaftEntry e;
-          e.term = r.u64();
-          e.kind = static_cast<RaftEntryKind>(r.kind(3, "entry kind"));
-          e.command = r.bytes();
-          a.entries.push_back(std::move(e));
-        }
+        for (std::size_t i = 0; i < n; ++i)
+          a.entries.push_back(detail::read_entry(r));
         a.round = r.u64();
         m = std::move(a);
         break;
@@ -444,11 +461,8 @@ struct ReplicatedLogMessageCodec {
     w.u64(a.prev_term);
     w.u64(a.commit);
     w.count(a.entries.size());
-    for (const RaftEntry& e : a.entries) {
-      w.u64(e.term);
-      w.u8(static_cast<std::uint8_t>(e.kind));
-      w.bytes(e.command);
-    }
+    for (const RaftEntry& e : a.entries)
+      detail::write_entry(w, e);
     w.u64(a.round);
   }
   static void put(wire::Writer& w, const AppendReply& a) {
@@ -1107,19 +1121,14 @@ class ReplicatedLog {
 
   static void encode_entry(const RaftEntry& e, Buffer& out) {
     wire::Writer w(out);
-    w.u64(e.term);
-    w.u8(static_cast<std::uint8_t>(e.kind));
-    w.bytes(e.command);
+    detail::write_entry(w, e);
   }
 
   RaftEntry decode_entry(std::uint64_t index, std::span<const std::byte> payload) const {
     std::string what = "replicated log entry ";
     what += std::to_string(index);
     wire::Reader r(payload, what);
-    RaftEntry e;
-    e.term = r.u64();
-    e.kind = static_cast<RaftEntryKind>(r.kind(3, "entry kind"));
-    e.command = r.bytes();
+    RaftEntry e = detail::read_entry(r);
     r.expect_end();
     return e;
   }
