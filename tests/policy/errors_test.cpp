@@ -10,6 +10,8 @@ TEST_CASE("Errc: every code has a stable name and an error_code", "[errors]") {
   CHECK(pods::to_string(pods::Errc::timeout) == "timeout");
   CHECK(pods::to_string(pods::Errc::stale_generation) == "stale_generation");
   CHECK(pods::to_string(pods::Errc::not_leader) == "not_leader");
+  CHECK(pods::to_string(pods::Errc::compacted) == "compacted");
+  CHECK(std::error_code(pods::Errc::compacted).message() == "compacted");
   std::error_code ec = pods::Errc::duplicate;
   CHECK(ec.category().name() == std::string("pods"));
   CHECK(ec.message() == "duplicate");

@@ -46,6 +46,7 @@ enum class Errc : int {
   no_quorum,         // too many responders failed for a quorum to be reached
   unknown_client,    // the client has no session (never registered, or expired)
   session_expired,   // the client's session expired for inactivity
+  compacted,         // the history asked for was compacted away (a watch from an old revision)
 };
 
 // Returns the stable lower-case name of an Errc, e.g. "stale_generation".
@@ -73,6 +74,8 @@ constexpr std::string_view to_string(Errc e) noexcept {
       return "unknown_client";
     case Errc::session_expired:
       return "session_expired";
+    case Errc::compacted:
+      return "compacted";
   }
   return "unknown";
 }
