@@ -74,11 +74,7 @@ class Nodes {
   // SIGKILLs node id, restarts it on its data directory and tells every node the new port.
   void kill_and_restart(unsigned id) {
     NodeProcess& p = procs_[id - 1];
-    ::kill(p.pid, SIGKILL);
-    ::waitpid(p.pid, nullptr, 0);
-    ::close(p.to);
-    ::close(p.from);
-    p.pid = -1;
+    kill_node(p);
     NodeProcess fresh = start_node(exe_, id, (root_ / std::to_string(id)).string(), stale_);
     {
       std::lock_guard lock(mu_);
@@ -93,14 +89,8 @@ class Nodes {
   void signal(unsigned id, int sig) { ::kill(procs_[id - 1].pid, sig); }
   // Kills every node and removes the data directories. Idempotent.
   void stop() {
-    for (NodeProcess& p : procs_) {
-      if (p.pid <= 0) continue;
-      ::kill(p.pid, SIGKILL);
-      ::waitpid(p.pid, nullptr, 0);
-      ::close(p.to);
-      ::close(p.from);
-      p.pid = -1;
-    }
+    for (NodeProcess& p : procs_)
+      kill_node(p);
     std::error_code ec;
     std::filesystem::remove_all(root_, ec);
   }

@@ -4,6 +4,8 @@
 // stops the nodes.
 #pragma once
 
+#include "../common/node_process.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -17,72 +19,25 @@
 #include <thread>
 #include <vector>
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 namespace replicated_kv {
 
-struct NodeProcess {
-  pid_t pid = -1;
-  int to = -1, from = -1;
-  unsigned peer_port = 0, client_port = 0;
-};
+using pods_examples::connect_to;
+using pods_examples::kill_node;
+using pods_examples::NodeProcess;
+using pods_examples::tell;
 
-// Starts `self_exe node --id id --data dir` and reads its "ports" line. The node is killed
-// when the thread that started it exits, so a supervisor that dies leaves no node behind
-// (not even a stopped one). stale_reads passes --stale-reads. Throws std::runtime_error when
-// it cannot start.
+// Starts `self_exe node --id id --data dir` and reads its "ports" line (see
+// ../common/node_process.hpp). stale_reads passes --stale-reads. Throws std::runtime_error
+// when it cannot start.
 inline NodeProcess start_node(const char* self_exe, unsigned id, const std::string& dir,
                               bool stale_reads = false) {
-  int in[2], out[2];
-  if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) {
-    throw std::runtime_error("pipe failed");
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::close(in[0]);
-    ::close(in[1]);
-    ::close(out[0]);
-    ::close(out[1]);
-    const std::string ids = std::to_string(id);
-    ::execl(self_exe, "replicated_kv", "node", "--id", ids.c_str(), "--data", dir.c_str(),
-            stale_reads ? "--stale-reads" : static_cast<char*>(nullptr),
-            static_cast<char*>(nullptr));
-    std::_Exit(127);
-  }
-  ::close(in[0]);
-  ::close(out[1]);
-  NodeProcess p{pid, in[1], out[0]};
-  std::string line;
-  char ch = 0;
-  while (::read(p.from, &ch, 1) == 1 && ch != '\n')
-    line += ch;
-  if (std::sscanf(line.c_str(), "ports %u %u", &p.peer_port, &p.client_port) != 2) {
-    ::kill(pid, SIGKILL);
-    ::waitpid(pid, nullptr, 0);
-    ::close(p.to);
-    ::close(p.from);
-    throw std::runtime_error("node " + std::to_string(id) + " did not report its ports");
-  }
-  return p;
-}
-
-inline void tell(const NodeProcess& p, const std::string& line) {
-  const std::string l = line + "\n";
-  if (::write(p.to, l.data(), l.size()) != static_cast<ssize_t>(l.size())) {
-    throw std::runtime_error("writing to a node failed");
-  }
+  std::vector<std::string> args{"replicated_kv", "node", "--id", std::to_string(id), "--data", dir};
+  if (stale_reads) args.emplace_back("--stale-reads");
+  return pods_examples::start_node_process(self_exe, args, "node " + std::to_string(id));
 }
 
 // Tells node `i` of `nodes` (ids 1-3) the peer port of every other node, then "go".
@@ -106,32 +61,13 @@ inline std::vector<NodeProcess> start_nodes(const char* self_exe, const std::fil
       nodes.push_back(start_node(self_exe, id, (root / std::to_string(id)).string(), stale_reads));
     }
   } catch (...) {
-    for (NodeProcess& p : nodes) {
-      ::kill(p.pid, SIGKILL);
-      ::waitpid(p.pid, nullptr, 0);
-      ::close(p.to);
-      ::close(p.from);
-    }
+    for (NodeProcess& p : nodes)
+      kill_node(p);
     throw;
   }
   for (unsigned i = 0; i < 3; ++i)
     introduce(nodes, i);
   return nodes;
-}
-
-inline int connect_to(unsigned port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
 }
 
 // Sends one request line and reads one answer line; "" on a failure or after `timeout_ms`.
@@ -212,12 +148,8 @@ inline int run_load(const char* self_exe, unsigned clients, double seconds, std:
   done = true;
   for (std::thread& t : threads)
     t.join();
-  for (NodeProcess& p : nodes) {
-    ::close(p.to);
-    int status = 0;
-    ::waitpid(p.pid, &status, 0);
-    ::close(p.from);
-  }
+  for (NodeProcess& p : nodes)
+    pods_examples::stop_node(p);
   std::filesystem::remove_all(root);
   std::sort(latencies_us.begin(), latencies_us.end());
   auto pct = [&](double q) {
