@@ -15,9 +15,11 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <variant>
@@ -168,4 +170,327 @@ TEST_CASE(
   CHECK(*v == CoreKeyValue{"a", bytes("2"), 1, 3, 2, 0});
   CHECK(s.core->revision() == 3);
   CHECK_FALSE(s.get("zz"));
+}
+
+namespace {
+
+// Three (or more) servers sharing one ManualClock, their messages delivered by hand; a cut
+// link drops what is sent over it.
+template <class Rules = pods::ConsistentCoreRules>
+struct Cluster {
+  struct Server {
+    pods::Outbox<Msg> out;
+    pods::MemoryStorage storage;
+    std::unique_ptr<Core<Rules>> core;
+  };
+  pods::ManualClock clock;
+  std::map<NodeId, Server> servers;
+  std::set<std::pair<NodeId, NodeId>> cut;
+
+  explicit Cluster(std::size_t n = 3,
+                   std::function<void(pods::ConsistentCoreOptions&)> configure = {}) {
+    std::vector<NodeId> voters;
+    for (NodeId id = 1; id <= n; ++id)
+      voters.push_back(id);
+    for (NodeId id : voters) {
+      pods::ConsistentCoreOptions o = options(id, voters);
+      if (configure) configure(o);
+      servers[id].core =
+          std::make_unique<Core<Rules>>(servers[id].storage, servers[id].out, clock, o);
+    }
+  }
+  Core<Rules>& operator[](NodeId id) { return *servers.at(id).core; }
+
+  void isolate(NodeId id) {
+    for (auto& [other, s] : servers) {
+      if (other == id) continue;
+      cut.insert({id, other});
+      cut.insert({other, id});
+    }
+  }
+  void heal() { cut.clear(); }
+
+  // Delivers every message sent (and those the deliveries send) until none is left.
+  void deliver() {
+    for (int round = 0; round < 1000; ++round) {
+      bool any = false;
+      for (auto& [id, s] : servers) {
+        for (auto& sent : s.out.take()) {
+          if (cut.contains({id, sent.to}) || !servers.contains(sent.to)) continue;
+          any = true;
+          servers.at(sent.to).core->receive(id, std::move(sent.message));
+        }
+      }
+      if (!any) return;
+    }
+    FAIL("messages kept flowing");
+  }
+  // Ticks every server and delivers.
+  void tick() {
+    for (auto& [id, s] : servers)
+      s.core->tick();
+    deliver();
+  }
+  // Lets `d` pass in steps of 10 ms, ticking and delivering at each.
+  void run(std::chrono::milliseconds d) {
+    for (auto t = 0ms; t < d; t += 10ms) {
+      clock.advance(10ms);
+      tick();
+    }
+  }
+  // Returns the leader of the highest term (0: none).
+  NodeId leader() {
+    NodeId l = 0;
+    for (auto& [id, s] : servers) {
+      if (s.core->is_leader() && (l == 0 || s.core->term() > (*this)[l].term())) l = id;
+    }
+    return l;
+  }
+  // Runs until some server leads.
+  NodeId elect() {
+    for (int i = 0; i < 300 && leader() == 0; ++i)
+      run(10ms);
+    REQUIRE(leader() != 0);
+    run(100ms);  // the no-op commits everywhere
+    return leader();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("Compare-and-set applies only when the key's mod_revision is the expected one",
+          "[core]") {
+  Single s;
+  CHECK(s.put("a", "1", {.if_mod_revision = 0}).ok);  // 0: the key must be absent
+  const CoreWrite no = s.put("a", "2", {.if_mod_revision = 0});
+  CHECK_FALSE(no.ok);
+  CHECK(no.revision == 1);  // the core's revision then
+  REQUIRE(no.previous);
+  CHECK(no.previous->mod_revision == 1);
+  const CoreWrite yes = s.put("a", "3", {.if_mod_revision = 1});
+  CHECK(yes.ok);
+  CHECK(yes.revision == 2);
+  CHECK_FALSE(s.put("a", "4", {.if_mod_revision = 1}).ok);  // the swap moved it on
+  CHECK_FALSE(s.put("b", "4", {.if_mod_revision = 2}).ok);  // absent is 0
+  CHECK(text(s.get("a")->value) == "3");
+  CHECK(s.core->revision() == 2);
+}
+
+TEST_CASE("NX writes only an absent key, XX only a present one", "[core]") {
+  Single s;
+  CHECK_FALSE(s.put("a", "x", {.if_present = true}).ok);
+  CHECK_FALSE(s.get("a"));
+  CHECK(s.put("a", "1", {.if_absent = true}).ok);
+  CHECK_FALSE(s.put("a", "2", {.if_absent = true}).ok);
+  CHECK(s.put("a", "3", {.if_present = true}).ok);
+  CHECK(text(s.get("a")->value) == "3");
+  CHECK(s.get("a")->version == 2);
+}
+
+TEST_CASE("Increment counts an absent key as 0 and refuses a non-integer or an overflow",
+          "[core]") {
+  Single s;
+  const CoreWrite five = s.increment("n", 5);
+  CHECK(five.ok);
+  CHECK(five.number == 5);
+  CHECK(text(s.get("n")->value) == "5");
+  CHECK(s.increment("n", -7).number == -2);
+  CHECK(text(s.get("n")->value) == "-2");
+  const std::uint64_t before = s.core->revision();
+  for (const char* bad : {"abc", "", " 1", "+1", "1 ", "1.5", "99999999999999999999"}) {
+    s.put("bad", bad);
+    const std::uint64_t rev = s.core->revision();
+    const CoreWrite w = s.increment("bad", 1);
+    INFO(bad);
+    CHECK_FALSE(w.ok);
+    CHECK(w.revision == rev);
+    CHECK(text(s.get("bad")->value) == bad);
+  }
+  CHECK(s.core->revision() > before);
+  s.put("max", std::to_string(INT64_MAX));
+  CHECK_FALSE(s.increment("max", 1).ok);
+  CHECK(s.increment("max", -1).number == INT64_MAX - 1);
+  s.put("min", std::to_string(INT64_MIN));
+  CHECK_FALSE(s.increment("min", -1).ok);
+  CHECK(text(s.get("min")->value) == std::to_string(INT64_MIN));
+}
+
+TEST_CASE("A range returns the keys with a prefix in order, up to its limit", "[core]") {
+  Single s;
+  for (const char* k : {"a/2", "b/1", "a/1", "a", "a/3", "a0"})
+    s.put(k, k);
+  auto keys = [](const std::vector<CoreKeyValue>& kvs) {
+    std::vector<std::string> out;
+    for (const auto& kv : kvs)
+      out.push_back(kv.key);
+    return out;
+  };
+  CHECK(keys(s.range("a/")) == std::vector<std::string>{"a/1", "a/2", "a/3"});
+  CHECK(keys(s.range("a/", 2)) == std::vector<std::string>{"a/1", "a/2"});
+  CHECK(keys(s.range("a")) == std::vector<std::string>{"a", "a/1", "a/2", "a/3", "a0"});
+  CHECK(s.range("").size() == 6);  // every key
+  CHECK(s.range("c").empty());
+  CHECK(s.range("a/3")[0].value == bytes("a/3"));
+}
+
+TEST_CASE("Erase removes a present key with a new revision; an absent one changes nothing",
+          "[core]") {
+  Single s;
+  CHECK_FALSE(s.erase("a").ok);
+  CHECK(s.core->revision() == 0);
+  s.put("a", "1");
+  s.put("a", "2");
+  const CoreWrite w = s.erase("a");
+  CHECK(w.ok);
+  CHECK(w.revision == 3);
+  REQUIRE(w.previous);
+  CHECK(text(w.previous->value) == "2");
+  CHECK_FALSE(s.get("a"));
+  const CoreWrite again = s.put("a", "3");
+  CHECK(again.revision == 4);
+  CHECK(*s.get("a") == CoreKeyValue{"a", bytes("3"), 4, 4, 1, 0});  // a new life
+}
+
+TEST_CASE("A write on a follower gets Errc::not_leader with the leader as hint", "[core]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  const NodeId f = l == 1 ? 2 : 1;
+  Got<CoreWrite> w;
+  c[f].put("a", bytes("1"), {}, w.cb());
+  CHECK(w.error() == Errc::not_leader);
+  CHECK(c[f].leader() == l);
+  Got<CoreLease> g;
+  c[f].grant(1s, g.cb());
+  CHECK(g.error() == Errc::not_leader);
+  Got<std::optional<CoreKeyValue>> r;
+  c[f].get("a", CoreRead::linearizable, r.cb());
+  CHECK(r.error() == Errc::not_leader);
+  // On the leader it applies on every server, with the same revision.
+  Got<CoreWrite> ok;
+  c[l].put("a", bytes("1"), {}, ok.cb());
+  c.run(100ms);
+  CHECK(ok.ok().revision == 1);
+  for (auto& [id, s] : c.servers) {
+    CHECK(s.core->revision() == 1);
+    CHECK(s.core->state() == c[l].state());
+  }
+}
+
+TEST_CASE(
+    "A write matches its own entry: applied by the next leader it is answered, replaced "
+    "it is not_leader, unknown it is cancelled",
+    "[core]") {
+  Cluster c;
+  REQUIRE(c.elect() != 0);
+  const NodeId l = c.leader();
+  Core<>& leader = c[l];
+  const NodeId other = l == 1 ? 2 : 1;
+  const std::uint64_t t = leader.term();
+  const std::uint64_t i = leader.log().last_index() + 1;
+  Got<CoreWrite> a, b, d;
+  leader.put("a", bytes("A"), {}, a.cb());  // at i
+  leader.put("b", bytes("B"), {}, b.cb());  // at i + 1
+  leader.put("d", bytes("D"), {}, d.cb());  // at i + 2
+  c.servers.at(l).out.take();               // nothing of it leaves the leader
+  const auto own = *leader.log().entry(i);
+  // The next leader (term t + 1) kept the entry at i, put its no-op at i + 1 and another
+  // client's command at i + 2, and all three committed: one message tells the old leader.
+  using pods::RaftEntry;
+  using pods::RaftEntryKind;
+  const auto x = pods::detail::encode_core_put("x", bytes("X"), {});
+  leader.receive(other, pods::AppendEntries{t + 1,
+                                            i - 1,
+                                            leader.log().term_at(i - 1),
+                                            i + 2,
+                                            {own, RaftEntry{t + 1, RaftEntryKind::noop, {}},
+                                             RaftEntry{t + 1, RaftEntryKind::command, x}},
+                                            0});
+  CHECK_FALSE(leader.is_leader());
+  CHECK(a.ok().ok);  // its own entry applied: the outcome is known
+  CHECK(a.ok().revision == 1);
+  CHECK(b.error() == Errc::cancelled);   // its index holds a no-op: nothing applied there
+  CHECK(d.error() == Errc::not_leader);  // another command won its index
+  CHECK(leader.pending_writes() == 0);
+  std::optional<CoreKeyValue> xv;
+  leader.get("x", CoreRead::local, [&](auto v) { xv = *v; });
+  REQUIRE(xv);
+  CHECK(xv->mod_revision == 2);
+}
+
+TEST_CASE("Pending writes of a leader that steps down are cancelled (the outcome is unknown)",
+          "[core]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  c.isolate(l);
+  Got<CoreWrite> w;
+  c[l].put("a", bytes("1"), {}, w.cb());
+  c.run(10ms);
+  CHECK_FALSE(w.done());
+  c.run(700ms);  // check-quorum steps it down; the others elect a leader
+  CHECK(w.error() == Errc::cancelled);
+  CHECK(c.leader() != l);
+  c.heal();
+  c.run(200ms);
+  CHECK(c[l].revision() == 0);  // the entry was not committed by the new leader
+}
+
+TEST_CASE("A write not applied within options.write_timeout gets Errc::timeout", "[core]") {
+  Cluster c(3, [](pods::ConsistentCoreOptions& o) { o.write_timeout = 100ms; });
+  const NodeId l = c.elect();
+  c.isolate(l);
+  Got<CoreWrite> w;
+  c[l].put("a", bytes("1"), {}, w.cb());
+  c.run(150ms);  // before check-quorum (300 ms)
+  CHECK(w.error() == Errc::timeout);
+}
+
+TEST_CASE("Writes past options.max_pending_writes get Errc::full", "[core]") {
+  Cluster c(3, [](pods::ConsistentCoreOptions& o) { o.max_pending_writes = 1; });
+  const NodeId l = c.elect();
+  Got<CoreWrite> first, second;
+  c[l].put("a", bytes("1"), {}, first.cb());
+  c[l].put("b", bytes("1"), {}, second.cb());
+  CHECK(second.error() == Errc::full);
+  c.run(50ms);
+  CHECK(first.ok().ok);
+}
+
+TEST_CASE("A linearizable read waits for a heartbeat round started after it (§6.4)", "[core]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  Got<CoreWrite> w;
+  c[l].put("a", bytes("1"), {}, w.cb());
+  c.run(50ms);
+  REQUIRE(w.done());
+  Got<std::optional<CoreKeyValue>> r;
+  c[l].get("a", CoreRead::linearizable, r.cb());
+  CHECK_FALSE(r.done());  // the round's AppendEntries are in the outbox
+  auto sent = c.servers.at(l).out.take();
+  REQUIRE(sent.size() == 2);
+  const NodeId f = sent[0].to;
+  c[f].receive(l, std::move(sent[0].message));
+  CHECK_FALSE(r.done());  // the follower's answer has not arrived
+  auto reply = c.servers.at(f).out.take();
+  REQUIRE(reply.size() == 1);
+  c[l].receive(f, std::move(reply[0].message));  // a majority (2 of 3) answered the round
+  REQUIRE(r.done());
+  CHECK(text((*r.ok()).value) == "1");
+  // A lease read inside the lease needs no round; a local read answers what this server holds.
+  Got<std::optional<CoreKeyValue>> lease;
+  c[l].get("a", CoreRead::lease, lease.cb());
+  CHECK(lease.ok());
+  CHECK(c.servers.at(l).out.empty());
+  Got<std::optional<CoreKeyValue>> local;
+  c[f].get("a", CoreRead::local, local.cb());
+  CHECK(local.ok());
+}
+
+TEST_CASE("A leader cut off from the others never answers a linearizable read", "[core]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  c.isolate(l);
+  Got<std::optional<CoreKeyValue>> r;
+  c[l].get("a", CoreRead::linearizable, r.cb());
+  c.run(1100ms);
+  CHECK((r.error() == Errc::not_leader || r.error() == Errc::timeout));
 }

@@ -78,6 +78,7 @@
 
 #include <pods/messaging/move_only_function.hpp>
 #include <pods/messaging/request_waiting_list.hpp>
+#include <pods/messaging/state_watch.hpp>
 #include <pods/policy/clock.hpp>
 #include <pods/policy/codec.hpp>
 #include <pods/policy/errors.hpp>
@@ -124,8 +125,8 @@ enum class CoreRead : std::uint8_t { linearizable, lease, local };
 
 // The condition of a put, checked when it applies.
 struct CorePut {
-  std::optional<std::uint64_t>
-      if_mod_revision;      // compare-and-set: only when the key's mod_revision is this (0: absent)
+  // Compare-and-set: only when the key's mod_revision is this (0: the key is absent).
+  std::optional<std::uint64_t> if_mod_revision{};
   bool if_absent = false;   // SET NX
   bool if_present = false;  // SET XX
   std::uint64_t lease = 0;  // attach to this lease (0: none); unknown lease: not applied
@@ -133,10 +134,10 @@ struct CorePut {
 
 // The result of put, erase, increment and revoke.
 struct CoreWrite {
-  bool ok = false;                       // false: a condition failed (nothing changed)
-  std::uint64_t revision = 0;            // ok: the change's revision; else the core's revision then
-  std::optional<CoreKeyValue> previous;  // the key before the command
-  std::int64_t number = 0;               // increment: the new value
+  bool ok = false;             // false: a condition failed (nothing changed)
+  std::uint64_t revision = 0;  // ok: the change's revision; else the core's revision then
+  std::optional<CoreKeyValue> previous{};  // the key before the command
+  std::int64_t number = 0;                 // increment: the new value
 
   friend bool operator==(const CoreWrite&, const CoreWrite&) = default;
 };
@@ -152,6 +153,7 @@ struct CoreLease {
 struct ConsistentCoreOptions {
   ReplicatedLogOptions log{};  // self, voters, timeouts, seed, snapshot_every...
   ReadOptions reads{};         // ReadIndex / LeaseRead options
+  StateWatchOptions watch{};   // the watches of watches()
   std::chrono::milliseconds min_ttl{100}, max_ttl{std::chrono::minutes(10)};
   std::chrono::nanoseconds write_timeout = std::chrono::seconds(5);  // then Errc::timeout
   std::size_t max_pending_writes = 1024;  // writes waiting for their entry; then Errc::full
@@ -505,11 +507,13 @@ class ConsistentCore {
   ConsistentCore(Storage storage, T transport, Clock clock, ConsistentCoreOptions options)
       : options_(validated(std::move(options))),
         clock_(clock),
+        watch_(options_.watch),
         machine_{this},
         waiting_(options_.write_timeout, clock),
         log_(std::move(storage), std::move(transport), clock, machine_, options_.log),
         read_index_(log_, clock, options_.reads) {
     if (options_.log.check_quorum) lease_read_.emplace(log_, clock, options_.reads);
+    publish();  // a snapshot restored: the watches' history starts at its revision
   }
   ConsistentCore(const ConsistentCore&) = delete;  // the log holds the adapter, which holds this
   ConsistentCore& operator=(const ConsistentCore&) = delete;
@@ -626,6 +630,14 @@ class ConsistentCore {
            done(std::move(out));
          });
   }
+
+  // ---- watches ------------------------------------------------------------------------
+
+  // Returns the changes as THIS server applies them (the same revisions on every server),
+  // published from receive, tick and the calls, never from inside the log. Restoring a
+  // snapshot resets it at the snapshot's revision (a watch from before: Errc::compacted).
+  StateWatch& watches() noexcept { return watch_; }
+  const StateWatch& watches() const noexcept { return watch_; }
 
   // ---- inputs -------------------------------------------------------------------------
 
@@ -768,6 +780,11 @@ class ConsistentCore {
   // Called by the log for each committed command, in index order.
   void applied(std::uint64_t index, std::span<const std::byte> bytes) {
     detail::CoreApplied a = state_.apply(index, bytes);
+    for (detail::CoreChange& c : a.changes) {
+      events_.push_back(
+          {false, WatchEvent{c.revision, c.erase ? WatchEventKind::erase : WatchEventKind::put,
+                             std::move(c.key), std::move(c.value)}});
+    }
     if (a.granted) deadlines_[a.granted->id] = clock_.now() + a.granted->ttl;
     if (a.ended) {
       deadlines_.erase(*a.ended);
@@ -786,6 +803,7 @@ class ConsistentCore {
   // Called by the log when it restores a snapshot (at start, or an InstallSnapshot).
   void restored(std::span<const std::byte> bytes) {
     state_.restore(bytes);
+    events_.push_back({true, WatchEvent{state_.revision(), WatchEventKind::put, {}, {}}});
     deadlines_.clear();
     expiring_.clear();
     const time_point now = clock_.now();
@@ -803,6 +821,7 @@ class ConsistentCore {
       bool& flag;
       ~Reset() { flag = false; }
     } reset{settling_};
+    publish();
     // Writes whose entry applied: their outcome is known.
     std::vector<std::pair<std::uint64_t, Outcome<Applied>>> ready;
     ready.swap(ready_);
@@ -825,6 +844,19 @@ class ConsistentCore {
     leases();
     read_index_.poll();
     if (lease_read_) lease_read_->poll();
+  }
+
+  // Hands the changes applied (and the restores) to the watches, in order.
+  void publish() {
+    std::vector<std::pair<bool, WatchEvent>> events;
+    events.swap(events_);
+    for (auto& [restore, e] : events) {
+      if (restore) {
+        watch_.reset(e.revision);
+      } else {
+        watch_.publish(std::move(e));
+      }
+    }
   }
 
   // On the leader: restarts every deadline when its term begins; proposes the expiry of each
@@ -860,7 +892,9 @@ class ConsistentCore {
   std::uint64_t lease_term_ = 0;                    // the term the deadlines were reset in
   std::map<std::uint64_t, std::uint64_t> pending_;  // a waiting write's index -> its term
   std::vector<std::pair<std::uint64_t, Outcome<Applied>>> ready_;
+  std::vector<std::pair<bool, WatchEvent>> events_;  // to publish (true: a restore's reset)
   bool settling_ = false;
+  StateWatch watch_;
   Machine machine_;
   RequestWaitingList<std::uint64_t, Applied, Clock> waiting_;
   Log log_;
