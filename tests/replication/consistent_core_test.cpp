@@ -494,3 +494,383 @@ TEST_CASE("A leader cut off from the others never answers a linearizable read", 
   c.run(1100ms);
   CHECK((r.error() == Errc::not_leader || r.error() == Errc::timeout));
 }
+
+namespace {
+
+struct NoLeaseReset : pods::ConsistentCoreRules {
+  static constexpr bool reset_lease_deadlines = false;
+};
+
+template <class Rules>
+CoreLease grant(Cluster<Rules>& c, NodeId l, std::chrono::milliseconds ttl) {
+  Got<CoreLease> g;
+  c[l].grant(ttl, g.cb());
+  c.run(30ms);
+  return g.ok();
+}
+
+template <class Rules>
+CoreWrite put(Cluster<Rules>& c, NodeId l, std::string key, CorePut p = {}) {
+  Got<CoreWrite> w;
+  c[l].put(std::move(key), bytes("v"), p, w.cb());
+  c.run(30ms);
+  return w.ok();
+}
+
+std::vector<pods::WatchEvent> all_events(pods::StateWatch& w, pods::WatchId id) {
+  return w.take(id);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "A lease is granted with the grant's index as id; keep_alive answers once the round "
+    "confirms; revoke removes its keys",
+    "[core][lease]") {
+  Single s;
+  const CoreLease l = s.grant(500ms);
+  CHECK(l.ttl == 500ms);
+  CHECK(l.id == s.core->log().last_index());  // the grant's entry (the last one)
+  CHECK(s.core->lease(l.id) == l);
+  CHECK(s.core->lease_deadline(l.id) == s.clock.now() + 500ms);
+  const CoreLease second = s.grant(1s);
+  CHECK(second.id > l.id);  // ids grow: a fencing token
+  CHECK(s.put("a", "1", {.lease = l.id}).ok);
+  CHECK(s.put("b", "1", {.lease = l.id}).ok);
+  CHECK(s.get("a")->lease == l.id);
+  CHECK_FALSE(s.put("c", "1", {.lease = 999}).ok);  // an unknown lease: not applied
+  s.clock.advance(300ms);
+  Got<CoreLease> k;
+  s.core->keep_alive(l.id, k.cb());  // a single voter confirms its own round at once
+  CHECK(k.ok() == l);
+  CHECK(s.core->lease_deadline(l.id) == s.clock.now() + 500ms);
+  Got<CoreLease> unknown;
+  s.core->keep_alive(12345, unknown.cb());
+  CHECK(unknown.error() == Errc::session_expired);
+  const std::uint64_t rev = s.core->revision();
+  Got<CoreWrite> r;
+  s.core->revoke(l.id, r.cb());
+  s.core->tick();
+  CHECK(r.ok().ok);
+  CHECK(r.ok().revision == rev + 2);  // one revision per removed key
+  CHECK_FALSE(s.get("a"));
+  CHECK_FALSE(s.get("b"));
+  CHECK_FALSE(s.core->lease(l.id));
+  Got<CoreWrite> again;
+  s.core->revoke(l.id, again.cb());
+  s.core->tick();
+  CHECK_FALSE(again.ok().ok);
+  Got<CoreLease> gone;
+  s.core->keep_alive(l.id, gone.cb());
+  CHECK(gone.error() == Errc::session_expired);
+  // A put without a lease detaches the key from its lease.
+  CHECK(s.put("d", "1", {.lease = second.id}).ok);
+  CHECK(s.put("d", "2").ok);
+  Got<CoreWrite> r2;
+  s.core->revoke(second.id, r2.cb());
+  s.core->tick();
+  CHECK(s.get("d"));
+}
+
+TEST_CASE("A lease past its deadline expires on every server, with the same revisions",
+          "[core][lease]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  const CoreLease lease = grant(c, l, 500ms);
+  put(c, l, "a", {.lease = lease.id});
+  put(c, l, "b", {.lease = lease.id});
+  put(c, l, "c");
+  put(c, l, "a2", {.lease = lease.id});
+  CHECK(put(c, l, "a2").ok);  // detached again
+  const std::uint64_t rev = c[l].revision();
+  const auto w = c[2].watches().watch({.key = "", .prefix = true});
+  REQUIRE(w);
+  c.run(300ms);
+  for (auto& [id, s] : c.servers)
+    CHECK(s.core->lease(lease.id));
+  c.run(300ms);  // past 500 ms since the grant: the leader proposes the expiry
+  for (auto& [id, s] : c.servers) {
+    INFO("server " << id);
+    CHECK_FALSE(s.core->lease(lease.id));
+    CHECK(s.core->revision() == rev + 2);
+    CHECK(s.core->state() == c[l].state());
+  }
+  Got<std::optional<CoreKeyValue>> a, cc;
+  c[l].get("a", CoreRead::local, a.cb());
+  c[l].get("c", CoreRead::local, cc.cb());
+  CHECK_FALSE(a.ok());
+  CHECK(cc.ok());
+  const auto events = all_events(c[2].watches(), *w);
+  REQUIRE(events.size() == 2);
+  CHECK(events[0] == pods::WatchEvent{rev + 1, pods::WatchEventKind::erase, "a", {}});
+  CHECK(events[1] == pods::WatchEvent{rev + 2, pods::WatchEventKind::erase, "b", {}});
+}
+
+TEST_CASE("keep_alive holds a lease past its ttl; a follower does not take keep_alive",
+          "[core][lease]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  const CoreLease lease = grant(c, l, 300ms);
+  for (int i = 0; i < 10; ++i) {
+    Got<CoreLease> k;
+    c[l].keep_alive(lease.id, k.cb());
+    CHECK_FALSE(k.done());  // it waits for its round
+    c.run(100ms);
+    CHECK(k.ok() == lease);
+  }
+  CHECK(c[l].lease(lease.id));
+  const NodeId f = l == 1 ? 2 : 1;
+  Got<CoreLease> k;
+  c[f].keep_alive(lease.id, k.cb());
+  CHECK(k.error() == Errc::not_leader);
+  c.run(400ms);
+  CHECK_FALSE(c[f].lease(lease.id));
+}
+
+template <class Rules>
+void new_leader_deadlines(bool reset) {
+  Cluster<Rules> c;
+  const NodeId l = c.elect();
+  const CoreLease lease = grant(c, l, 2000ms);
+  const auto granted = c.clock.now();
+  for (int i = 0; i < 15; ++i) {  // kept alive on the leader for 1.5 s
+    c[l].keep_alive(lease.id, [](pods::Outcome<CoreLease> k) { REQUIRE(k); });
+    c.run(100ms);
+  }
+  c.isolate(l);
+  c.run(700ms);  // a new leader among the others
+  const NodeId n = c.leader();
+  REQUIRE(n != l);
+  REQUIRE(n != 0);
+  if (reset) {
+    // Its deadline started over when it became leader (within the last 700 ms).
+    const auto deadline = c[n].lease_deadline(lease.id);
+    REQUIRE(deadline);
+    CHECK(*deadline >= granted + 1500ms + 2000ms);
+    CHECK(*deadline <= c.clock.now() + 2000ms);
+    CHECK(c[n].lease(lease.id));
+  } else {
+    // The grant's apply time + ttl passed 2 s after the grant: the new leader expired a lease
+    // its holder kept alive.
+    CHECK_FALSE(c[n].lease(lease.id));
+  }
+}
+
+TEST_CASE("A new leader restarts every lease's deadline at now + ttl", "[core][lease]") {
+  new_leader_deadlines<pods::ConsistentCoreRules>(true);
+}
+
+TEST_CASE("Mutation: without the reset a new leader keeps the deadlines of the grant",
+          "[core][lease]") {
+  new_leader_deadlines<NoLeaseReset>(false);
+}
+
+TEST_CASE("A deposed leader never answers keep_alive ok", "[core][lease]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  const CoreLease lease = grant(c, l, 5000ms);
+  c.isolate(l);
+  Got<CoreLease> k;
+  c[l].keep_alive(lease.id, k.cb());
+  c.run(100ms);
+  CHECK_FALSE(k.done());  // no round confirms while cut off
+  c.run(1200ms);
+  CHECK((k.error() == Errc::not_leader || k.error() == Errc::timeout));
+  // Deposed by a newer leader's message, its keep_alive is refused at once.
+  c.heal();
+  c.run(100ms);
+  REQUIRE_FALSE(c[l].is_leader());
+  Got<CoreLease> k2;
+  c[l].keep_alive(lease.id, k2.cb());
+  CHECK(k2.error() == Errc::not_leader);
+}
+
+TEST_CASE("A snapshot keeps keys, leases and the revision, and resets the watch history",
+          "[core][snapshot]") {
+  pods::MemoryStorage storage;
+  std::vector<std::byte> state;
+  std::uint64_t lease = 0, revision = 0;
+  {
+    Single s;
+    lease = s.grant(10s).id;
+    s.put("a", "1", {.lease = lease});
+    s.put("b", "2");
+    s.erase("b");
+    s.put("c", "3");
+    revision = s.core->revision();
+    REQUIRE(s.core->log().compact());
+    state = s.core->state();
+    storage = s.storage;
+  }
+  // A server rebuilt from the storage restores the snapshot.
+  pods::ManualClock clock;
+  pods::Outbox<Msg> out;
+  Core<> core(storage, out, clock, options(1, {1}));
+  CHECK(core.state() == state);
+  CHECK(core.revision() == revision);
+  CHECK(core.lease(lease));
+  CHECK(core.watches().revision() == revision);
+  CHECK(core.watches().compacted_revision() == revision);
+  CHECK(core.watches().watch({.key = "a", .from_revision = 1}).error() == Errc::compacted);
+  CHECK(core.watches().watch({.key = "a", .from_revision = revision}).error() == Errc::compacted);
+  const auto w = core.watches().watch({.key = "a", .from_revision = revision + 1});
+  REQUIRE(w);
+  clock.advance(1s);
+  core.tick();
+  core.tick();
+  REQUIRE(core.is_leader());
+  Got<CoreWrite> put;
+  core.put("a", bytes("9"), {}, put.cb());
+  core.tick();
+  CHECK(put.ok().revision == revision + 1);
+  const auto events = core.watches().take(*w);
+  REQUIRE(events.size() == 1);
+  CHECK(events[0] == pods::WatchEvent{revision + 1, pods::WatchEventKind::put, "a", bytes("9")});
+  // The lease's deadline restarted on the new leader: it has not expired.
+  CHECK(core.lease(lease));
+}
+
+TEST_CASE(
+    "A follower far behind is sent the snapshot and ends with the same state; its open "
+    "watches close with Errc::compacted",
+    "[core][snapshot]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  const NodeId f = l == 3 ? 2 : 3;
+  const auto w = c[f].watches().watch({.key = "", .prefix = true});
+  REQUIRE(w);
+  c.isolate(f);
+  const CoreLease lease = grant(c, l, 10s);
+  for (int i = 0; i < 5; ++i)
+    put(c, l, "k" + std::to_string(i), {.lease = i % 2 ? lease.id : 0});
+  REQUIRE(c[l].log().compact());
+  c.heal();
+  c.run(200ms);
+  CHECK(c[f].log().snapshots_installed() == 1);
+  CHECK(c[f].state() == c[l].state());
+  CHECK(c[f].revision() == 5);
+  CHECK(c[f].lease(lease.id));
+  CHECK(c[f].watches().closed(*w) == Errc::compacted);
+  CHECK(c[f].watches().watch({.key = "k1", .from_revision = 5}).error() == Errc::compacted);
+}
+
+TEST_CASE("On every server the watches see each applied change once, in revision order",
+          "[core][watch]") {
+  Cluster c;
+  const NodeId l = c.elect();
+  std::map<NodeId, pods::WatchId> ids;
+  for (auto& [id, s] : c.servers)
+    ids[id] = *s.core->watches().watch({.key = "", .prefix = true});
+  put(c, l, "a");
+  put(c, l, "b");
+  Got<CoreWrite> e;
+  c[l].erase("a", e.cb());
+  Got<CoreWrite> n;
+  c[l].increment("n", 3, n.cb());
+  c.run(100ms);
+  const std::vector<pods::WatchEvent> expect{
+      {1, pods::WatchEventKind::put, "a", bytes("v")},
+      {2, pods::WatchEventKind::put, "b", bytes("v")},
+      {3, pods::WatchEventKind::erase, "a", {}},
+      {4, pods::WatchEventKind::put, "n", bytes("3")},
+  };
+  for (auto& [id, s] : c.servers)
+    CHECK(s.core->watches().take(ids[id]) == expect);
+}
+
+TEST_CASE("A corrupt command or snapshot throws pods::CorruptionError naming where",
+          "[core][errors]") {
+  pods::detail::CoreState state;
+  auto message = [&](std::vector<std::byte> b, bool snapshot) {
+    try {
+      if (snapshot) {
+        state.restore(b);
+      } else {
+        (void)state.apply(7, b);
+      }
+    } catch (const pods::CorruptionError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  CHECK(message({std::byte{9}}, false) ==
+        "corrupt data in ConsistentCore command at index 7 at offset 0: unknown command version 9");
+  CHECK(message({std::byte{1}, std::byte{6}}, false) ==
+        "corrupt data in ConsistentCore command at index 7 at offset 1: unknown command op 6");
+  auto put = pods::detail::encode_core_put("k", bytes("v"), {});
+  put[2 + 4 + 1 + 4 + 1] = std::byte{8};  // the flags byte
+  CHECK(message(put, false) ==
+        "corrupt data in ConsistentCore command at index 7 at offset 12: unknown put flags 8");
+  auto erase = pods::detail::encode_core_key(pods::detail::CoreOp::erase, "k");
+  erase.push_back(std::byte{0});
+  CHECK(message(erase, false) ==
+        "corrupt data in ConsistentCore command at index 7 at offset 7: 1 unexpected trailing "
+        "bytes");
+  CHECK(message({}, true) ==
+        "corrupt data in ConsistentCore snapshot at offset 0: truncated: a u8 needs 1 bytes, 0 "
+        "remain");
+  CHECK(message({std::byte{2}}, true) ==
+        "corrupt data in ConsistentCore snapshot at offset 0: unknown snapshot version 2");
+  // A key on a lease the snapshot does not hold.
+  pods::detail::CoreState good;
+  (void)good.apply(1, pods::detail::encode_core_number(pods::detail::CoreOp::grant, 1000));
+  (void)good.apply(2, pods::detail::encode_core_put("k", bytes("v"), {.lease = 1}));
+  auto snap = good.snapshot();
+  CHECK(message(snap, true) == "no error");
+  snap[snap.size() - 16] = std::byte{5};  // the lease's id
+  CHECK(message(snap, true) ==
+        "corrupt data in ConsistentCore snapshot at offset 75: key k is on an unknown lease");
+  CHECK(state.revision() == 1);  // only the good snapshot was restored
+}
+
+TEST_CASE("Bad arguments and options throw std::invalid_argument naming them", "[core][errors]") {
+  Single s;
+  auto ignore = [](auto) {};
+  CHECK_THROWS_WITH(s.core->put("", {}, {}, ignore), "ConsistentCore::put: key must not be empty");
+  CHECK_THROWS_WITH(s.core->put("a", {}, {.if_absent = true, .if_present = true}, ignore),
+                    "ConsistentCore::put: condition.if_absent and condition.if_present must not "
+                    "both be set");
+  CHECK_THROWS_WITH(s.core->erase("", ignore), "ConsistentCore::erase: key must not be empty");
+  CHECK_THROWS_WITH(s.core->increment("", 1, ignore),
+                    "ConsistentCore::increment: key must not be empty");
+  CHECK_THROWS_WITH(s.core->get("", CoreRead::local, ignore),
+                    "ConsistentCore::get: key must not be empty");
+  CHECK_THROWS_WITH(s.core->grant(99ms, ignore),
+                    "ConsistentCore::grant: ttl must be within [options.min_ttl, options.max_ttl] "
+                    "= [100, 600000] ms, got 99 ms");
+  CHECK_THROWS_WITH(s.core->grant(600001ms, ignore),
+                    "ConsistentCore::grant: ttl must be within [options.min_ttl, options.max_ttl] "
+                    "= [100, 600000] ms, got 600001 ms");
+  CHECK_THROWS_WITH(s.core->keep_alive(0, ignore),
+                    "ConsistentCore::keep_alive: lease must not be 0");
+  CHECK_THROWS_WITH(s.core->revoke(0, ignore), "ConsistentCore::revoke: lease must not be 0");
+  CHECK(s.core->pending_writes() == 0);  // nothing was proposed
+  auto make = [](auto change) {
+    pods::ConsistentCoreOptions o = options(1, {1});
+    change(o);
+    pods::ManualClock clock;
+    Core<> core(pods::MemoryStorage{}, pods::Outbox<Msg>{}, clock, o);
+  };
+  using O = pods::ConsistentCoreOptions;
+  CHECK_THROWS_WITH(make([](O& o) { o.min_ttl = 0ms; }),
+                    "ConsistentCore: options.min_ttl must be positive");
+  CHECK_THROWS_WITH(make([](O& o) { o.max_ttl = 50ms; }),
+                    "ConsistentCore: options.max_ttl must not be less than min_ttl");
+  CHECK_THROWS_WITH(make([](O& o) { o.write_timeout = 0ms; }),
+                    "ConsistentCore: options.write_timeout must be positive");
+  CHECK_THROWS_WITH(make([](O& o) { o.max_pending_writes = 0; }),
+                    "ConsistentCore: options.max_pending_writes must be at least 1");
+  CHECK_THROWS_WITH(make([](O& o) { o.reads.timeout = 0ms; }),
+                    "ReadIndex: options.timeout must be positive");
+  CHECK_THROWS_WITH(make([](O& o) { o.watch.max_buffered = 0; }), Catch::Contains("StateWatch"));
+  CHECK_THROWS_WITH(make([](O& o) { o.log.voters = {}; }),
+                    "ReplicatedLog: options.voters must not be empty");
+  pods::ConsistentCoreOptions o = options(1, {1});
+  o.log.check_quorum = false;
+  pods::ManualClock clock;
+  Core<> core(pods::MemoryStorage{}, pods::Outbox<Msg>{}, clock, o);
+  CHECK_THROWS_WITH(core.get("a", CoreRead::lease, ignore),
+                    "ConsistentCore::get: mode lease needs options.log.check_quorum");
+  CHECK_THROWS_WITH(core.range("a", 0, CoreRead::lease, ignore),
+                    "ConsistentCore::range: mode lease needs options.log.check_quorum");
+}
