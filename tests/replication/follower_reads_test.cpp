@@ -14,6 +14,8 @@
 #include <pods/policy/transport.hpp>
 #include <pods/storage/memory_storage.hpp>
 
+#include "raft_sim.hpp"
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -511,6 +513,29 @@ TEST_CASE("FollowerRead fails on a refusal, a leader change, a timeout and when 
   reads.poll();
   CHECK(times_out.failed_with(Errc::timeout));
   CHECK(reads.pending() == 0);
+}
+
+TEST_CASE("FollowerRead uses a transport whose send returns a value; a refused send times out",
+          "[reads]") {
+  using Checked = raft_sim::ResultOutbox<ReadMsg>;
+  Node f({1, 2, 3});
+  Checked out;
+  pods::FollowerRead<Log, Clock, Checked> reads(*f.log, f.clock, out, {.timeout = 100ms});
+  follow(f, 1, 2, 1);
+  *out.refuse = true;
+  Got lost;
+  reads.read(lost.callback());
+  CHECK(out.out.empty());
+  f.clock.advance(100ms);
+  reads.poll();
+  CHECK(lost.failed_with(Errc::timeout));
+  *out.refuse = false;
+  Got got;
+  reads.read(got.callback());
+  auto sent = out.out.take();
+  REQUIRE(sent.size() == 1);
+  reads.receive(2, ReadIndexReply{std::get<ReadIndexRequest>(sent[0].message).read_id, true, 1});
+  CHECK(got.ok());
 }
 
 TEST_CASE("FollowerRead's leader side answers through ReadIndex after its round", "[reads]") {

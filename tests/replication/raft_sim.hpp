@@ -15,6 +15,7 @@
 #pragma once
 
 #include <pods/policy/clock.hpp>
+#include <pods/policy/errors.hpp>
 #include <pods/policy/random.hpp>
 #include <pods/policy/transport.hpp>
 #include <pods/policy/wire.hpp>
@@ -57,6 +58,20 @@ inline std::uint64_t seeds(std::uint64_t fallback) {
   }
   return fallback;
 }
+
+// A transport whose send returns a value, as pods::net::TcpTransport's does
+// (pods::Outcome<void>, [[nodiscard]]): it records into `out` and, while `*refuse`, refuses
+// (Errc::full) and records nothing. Copies share `out` and the switch.
+template <class M>
+struct ResultOutbox {
+  pods::Outbox<M> out;
+  std::shared_ptr<bool> refuse = std::make_shared<bool>(false);
+  pods::Outcome<void> send(NodeId to, M m) {
+    if (*refuse) return pods::Errc::full;
+    out.send(to, std::move(m));
+    return {};
+  }
+};
 
 struct World;
 

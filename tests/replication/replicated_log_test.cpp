@@ -525,6 +525,28 @@ TEST_CASE("A malformed message is dropped and counted", "[replicated_log]") {
   CHECK(s.log->commit_index() == 0);
 }
 
+TEST_CASE("A transport whose send returns a value is used as is; a refused send is a lost message",
+          "[replicated_log]") {
+  using Checked = raft_sim::ResultOutbox<Msg>;
+  pods::ManualClock clock;
+  Checked transport;
+  pods::MemoryStorage storage;
+  Recorder machine;
+  pods::ReplicatedLog<pods::MemoryStorage, Checked, pods::ManualClock, Recorder> log(
+      storage, transport, clock, machine, options(1, {1, 2, 3}, false));
+  *transport.refuse = true;
+  clock.advance(601ms);
+  log.tick();
+  CHECK(log.role() == RaftRole::candidate);
+  CHECK(transport.out.empty());  // both RequestVotes refused, so lost
+  *transport.refuse = false;
+  clock.set(log.next_deadline().time_since_epoch());
+  log.tick();  // 5.2: the election timeout retries in a new term
+  auto sent = transport.out.take();
+  REQUIRE(sent.size() == 2);
+  CHECK(only<RequestVote>(sent, 2) == RequestVote{2, 0, 0, false});
+}
+
 TEST_CASE("A server rebuilt from a torn crash keeps its synced log and term", "[replicated_log]") {
   pods::ManualClock clock;
   Server s(clock, options(1, {1, 2, 3}));

@@ -378,7 +378,7 @@ class FollowerRead {
       done(at);
     });
     asked_.emplace(id, 0);
-    transport_.send(*leader, ReadIndexRequest{id});
+    (void)transport_.send(*leader, ReadIndexRequest{id});
   }
 
   // Handles a message from server `from`: answers a request through the ReadIndex (the reply
@@ -388,7 +388,8 @@ class FollowerRead {
     if (const auto* q = std::get_if<ReadIndexRequest>(&m)) {
       const std::uint64_t id = q->read_id;
       leader_reads_.read([this, from, id](Outcome<std::uint64_t> at) {
-        transport_.send(from, at ? ReadIndexReply{id, true, *at} : ReadIndexReply{id, false, 0});
+        (void)transport_.send(from,
+                              at ? ReadIndexReply{id, true, *at} : ReadIndexReply{id, false, 0});
       });
       return;
     }
@@ -447,6 +448,8 @@ class FollowerRead {
   }
 
   Log& log_;
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   std::size_t max_;
   ReadIndex<Log, Clock, Rules> leader_reads_;

@@ -456,7 +456,7 @@ class Paxos {
     if (to == options_.id) {
       self_.push_back(std::move(m));
     } else {
-      transport_.send(to, std::move(m));
+      (void)transport_.send(to, std::move(m));
     }
   }
 
@@ -465,7 +465,7 @@ class Paxos {
   void broadcast(const PaxosMessage& m) {
     handle(options_.id, m);
     for (NodeId n : options_.members) {
-      if (n != options_.id) transport_.send(n, m);
+      if (n != options_.id) (void)transport_.send(n, m);
     }
   }
 
@@ -606,7 +606,7 @@ class Paxos {
     // Chosen: a majority accepted proposal_ at ballot_ (section 2.3: tell the learners).
     const PaxosValue value = proposal_;
     for (NodeId n : options_.members) {
-      if (n != options_.id) transport_.send(n, PaxosCommit{value});
+      if (n != options_.id) (void)transport_.send(n, PaxosCommit{value});
     }
     learn(value);
   }
@@ -627,6 +627,8 @@ class Paxos {
 
   void on(NodeId, PaxosCommit& m) { learn(m.value); }
 
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   C clock_;
   PaxosOptions options_;

@@ -403,7 +403,7 @@ class PaxosLog {
         f.resend_at = now + options_.retry_timeout;
         for (NodeId n : options_.members)
           if (n != options_.id && !f.acks.count(n))
-            transport_.send(n, LogAccept{ballot_, slot, f.value});
+            (void)transport_.send(n, LogAccept{ballot_, slot, f.value});
       }
     }
     drain();
@@ -484,14 +484,14 @@ class PaxosLog {
     if (to == options_.id) {
       self_.push_back(std::move(m));
     } else {
-      transport_.send(to, std::move(m));
+      (void)transport_.send(to, std::move(m));
     }
   }
   // Handles `m` here first (its own acceptor syncs before any peer sees it), then sends it on.
   void broadcast(const PaxosLogMessage& m) {
     handle(options_.id, m);
     for (NodeId n : options_.members)
-      if (n != options_.id) transport_.send(n, m);
+      if (n != options_.id) (void)transport_.send(n, m);
   }
   void drain() {
     while (!self_.empty()) {
@@ -641,7 +641,7 @@ class PaxosLog {
     std::optional<PaxosValue> value = std::move(it->second.value);
     in_flight_.erase(it);
     for (NodeId n : options_.members)
-      if (n != options_.id) transport_.send(n, LogCommit{m.slot, value});
+      if (n != options_.id) (void)transport_.send(n, LogCommit{m.slot, value});
     learn(m.slot, std::move(value));
   }
 
@@ -682,7 +682,7 @@ class PaxosLog {
   void heartbeat() {
     heartbeat_at_ = clock_.now() + options_.heartbeat_interval;
     for (NodeId n : options_.members)
-      if (n != options_.id) transport_.send(n, LogHeartbeat{ballot_, applied_});
+      if (n != options_.id) (void)transport_.send(n, LogHeartbeat{ballot_, applied_});
   }
 
   void on(NodeId from, LogHeartbeat& m) {
@@ -707,7 +707,7 @@ class PaxosLog {
     std::size_t sent = 0;
     for (auto it = learned_.lower_bound(m.from_slot);
          it != learned_.end() && sent < options_.catch_up_batch; ++it, ++sent)
-      transport_.send(from, LogCommit{it->first, it->second});
+      (void)transport_.send(from, LogCommit{it->first, it->second});
   }
 
   void handle(NodeId from, PaxosLogMessage m) {
@@ -718,6 +718,8 @@ class PaxosLog {
     std::visit([&](auto& x) { on(from, x); }, m);
   }
 
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   C clock_;
   PaxosLogOptions options_;

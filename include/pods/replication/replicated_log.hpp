@@ -1279,7 +1279,7 @@ class ReplicatedLog {
                               transfer};
     if (tally() == VoteResult::won) return won(pre);
     for (NodeId id : quorum_.voters()) {
-      if (id != options_.self) transport_.send(id, request);
+      if (id != options_.self) (void)transport_.send(id, request);
     }
   }
 
@@ -1329,7 +1329,7 @@ class ReplicatedLog {
     if (v.pre_vote) {
       // §9.6: grant when we would vote in that term; our own term does not change.
       const bool granted = v.term > term() && !leader_lease_holds() && up_to_date(v);
-      transport_.send(from, VoteReply{granted ? v.term : term(), granted, true});
+      (void)transport_.send(from, VoteReply{granted ? v.term : term(), granted, true});
       return;
     }
     // §6: a server that heard from a leader within the minimum election timeout ignores
@@ -1347,7 +1347,7 @@ class ReplicatedLog {
       granted = true;
       reset_election_timer();
     }
-    transport_.send(from, VoteReply{term(), granted, false});
+    (void)transport_.send(from, VoteReply{term(), granted, false});
   }
 
   void handle(NodeId from, const VoteReply& v) {
@@ -1385,8 +1385,8 @@ class ReplicatedLog {
     if (p.next <= base_) {
       if (p.in_flight > 0) return;
       p.in_flight = options_.window;
-      transport_.send(p.id, InstallSnapshot{term(), base_, base_term_, configuration_at(base_),
-                                            snapshot_data_});
+      (void)transport_.send(p.id, InstallSnapshot{term(), base_, base_term_,
+                                                  configuration_at(base_), snapshot_data_});
       return;
     }
     bool sent = false;
@@ -1400,7 +1400,7 @@ class ReplicatedLog {
       p.next = end + 1 > p.next ? end + 1 : p.next;
       ++p.in_flight;
       sent = true;
-      transport_.send(p.id, std::move(a));
+      (void)transport_.send(p.id, std::move(a));
     }
   }
 
@@ -1443,7 +1443,7 @@ class ReplicatedLog {
       }
     }
     if (a.term < term()) {  // §5.1: a stale leader learns the current term from the reply
-      transport_.send(from, AppendReply{term(), false, 0, 0, 0});
+      (void)transport_.send(from, AppendReply{term(), false, 0, 0, 0});
       return;
     }
     if (!follow_leader(from, a.term)) return;
@@ -1453,7 +1453,7 @@ class ReplicatedLog {
       a.entries.erase(a.entries.begin(), a.entries.begin() + static_cast<std::ptrdiff_t>(covered));
       if (a.entries.empty() && a.prev_index + covered < base_) {
         const std::uint64_t verified = a.prev_index + covered;
-        transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
+        (void)transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
         return;
       }
       a.prev_index = base_;
@@ -1461,7 +1461,7 @@ class ReplicatedLog {
     }
     // §5.3: refuse unless we hold the entry before the new ones, with a back-off hint.
     if (a.prev_index > last_index()) {
-      transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1, a.round});
+      (void)transport_.send(from, AppendReply{term(), false, 0, 0, last_index() + 1, a.round});
       return;
     }
     if (term_at(a.prev_index) != a.prev_term) {
@@ -1469,7 +1469,7 @@ class ReplicatedLog {
       std::uint64_t first = a.prev_index;
       while (first > base_ + 1 && term_at(first - 1) == ct)
         --first;
-      transport_.send(from, AppendReply{term(), false, 0, ct, first, a.round});
+      (void)transport_.send(from, AppendReply{term(), false, 0, ct, first, a.round});
       return;
     }
     // §5.3: skip what we hold, truncate at the first conflict, append the rest.
@@ -1489,7 +1489,7 @@ class ReplicatedLog {
     sync_log();  // acknowledge only what is durable
     const std::uint64_t verified = a.prev_index + a.entries.size();
     if (mark_.follow(std::min(a.commit, verified))) apply_committed();
-    transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
+    (void)transport_.send(from, AppendReply{term(), true, verified, 0, 0, a.round});
   }
 
   void handle(NodeId from, const AppendReply& r) {
@@ -1561,13 +1561,13 @@ class ReplicatedLog {
       return;
     }
     if (s.term < term()) {  // §5.1: a stale leader learns the current term from the reply
-      transport_.send(from, InstallSnapshotReply{term(), 0});
+      (void)transport_.send(from, InstallSnapshotReply{term(), 0});
       return;
     }
     if (!follow_leader(from, s.term)) return;
     // §7: a snapshot at or below the commit index is old news (what it covers is here).
     if (s.last_index > mark_.value()) install(s);
-    transport_.send(from, InstallSnapshotReply{term(), s.last_index});
+    (void)transport_.send(from, InstallSnapshotReply{term(), s.last_index});
   }
 
   void handle(NodeId from, const InstallSnapshotReply& r) {
@@ -1608,7 +1608,7 @@ class ReplicatedLog {
   // Returns true when it sent TimeoutNow.
   bool send_timeout_now(const Peer& p) {
     if (transfer_to_ != p.id || p.match != last_index() || synced_ != last_index()) return false;
-    transport_.send(p.id, TimeoutNow{term()});
+    (void)transport_.send(p.id, TimeoutNow{term()});
     return true;
   }
 
@@ -1672,6 +1672,8 @@ class ReplicatedLog {
   ReplicatedLogOptions options_;
   Storage storage_;
   SegmentedLog<detail::RaftLogStorage<Storage>> log_;
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   Clock clock_;
   SM& machine_;

@@ -457,7 +457,7 @@ class TwoPhaseCoordinator {
     p.deadline = clock_.now() + options_.prepare_timeout;
     p.retry_at = clock_.now() + options_.retry_interval;
     for (const auto& b : p.branches)
-      transport_.send(b.participant, TwoPhasePrepare{txn, b.work});
+      (void)transport_.send(b.participant, TwoPhasePrepare{txn, b.work});
     return txn;
   }
 
@@ -482,7 +482,7 @@ class TwoPhaseCoordinator {
         p.retry_at = now + options_.retry_interval;
         for (const auto& b : p.branches)
           if (!p.yes.count(b.participant))
-            transport_.send(b.participant, TwoPhasePrepare{txn, b.work});
+            (void)transport_.send(b.participant, TwoPhasePrepare{txn, b.work});
       }
     }
     for (TxnId txn : expired)
@@ -491,7 +491,7 @@ class TwoPhaseCoordinator {
       if (now < k.retry_at) continue;
       k.retry_at = now + options_.retry_interval;
       for (NodeId p : k.unacked)
-        transport_.send(p, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
+        (void)transport_.send(p, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
     }
   }
 
@@ -569,7 +569,7 @@ class TwoPhaseCoordinator {
     preparing_.erase(it);
     // Presumed abort: nothing is logged; a participant that misses this asks and is told.
     for (const auto& b : p.branches)
-      transport_.send(b.participant, TwoPhaseDecision{txn, TwoPhaseOutcome::aborted});
+      (void)transport_.send(b.participant, TwoPhaseDecision{txn, TwoPhaseOutcome::aborted});
     if (p.done) p.done(txn, TwoPhaseOutcome::aborted);
   }
 
@@ -587,16 +587,16 @@ class TwoPhaseCoordinator {
     k.retry_at = clock_.now() + options_.retry_interval;
     if (p.done) p.done(txn, TwoPhaseOutcome::committed);
     for (NodeId n : rec.participants)
-      transport_.send(n, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
+      (void)transport_.send(n, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
   }
 
   // Answers a participant that holds `txn` prepared: commit from the log, abort when the log
   // has no commit (presumed abort), nothing while the votes are still being collected.
   void answer(NodeId from, TxnId txn) {
     if (committing_.count(txn)) {
-      transport_.send(from, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
+      (void)transport_.send(from, TwoPhaseDecision{txn, TwoPhaseOutcome::committed});
     } else if (!preparing_.count(txn)) {
-      transport_.send(from, TwoPhaseDecision{txn, TwoPhaseOutcome::aborted});
+      (void)transport_.send(from, TwoPhaseDecision{txn, TwoPhaseOutcome::aborted});
     }
   }
 
@@ -635,6 +635,8 @@ class TwoPhaseCoordinator {
   void on(NodeId, TwoPhasePrepare&) { ++dropped_; }
   void on(NodeId, TwoPhaseDecision&) { ++dropped_; }
 
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   C clock_;
   std::vector<NodeId> sorted_;  // options_.participants, sorted
@@ -713,7 +715,7 @@ class TwoPhaseParticipant {
     for (auto& [txn, t] : txns_) {
       if (t.state != TwoPhaseState::prepared || now < t.query_at) continue;
       t.query_at = now + options_.query_interval;
-      transport_.send(t.coordinator, TwoPhaseQuery{txn});
+      (void)transport_.send(t.coordinator, TwoPhaseQuery{txn});
     }
   }
 
@@ -793,20 +795,20 @@ class TwoPhaseParticipant {
     auto it = txns_.find(m.txn);
     if (it != txns_.end()) {  // a duplicate: the same vote again
       const TwoPhaseState s = it->second.state;
-      transport_.send(from, TwoPhaseVote{m.txn, s != TwoPhaseState::aborted});
+      (void)transport_.send(from, TwoPhaseVote{m.txn, s != TwoPhaseState::aborted});
       return;
     }
     for (const auto& k : m.work.keys) {
       auto held = locks_.find(k);
       if (held != locks_.end() && held->second != m.txn) {
         txns_[m.txn].state = TwoPhaseState::aborted;  // remembered, not logged
-        transport_.send(from, TwoPhaseVote{m.txn, false});
+        (void)transport_.send(from, TwoPhaseVote{m.txn, false});
         return;
       }
     }
     if (admit_ && !admit_(m.txn, m.work)) {
       txns_[m.txn].state = TwoPhaseState::aborted;  // refused: remembered, not logged
-      transport_.send(from, TwoPhaseVote{m.txn, false});
+      (void)transport_.send(from, TwoPhaseVote{m.txn, false});
       return;
     }
     Txn& t = txns_[m.txn];
@@ -817,7 +819,7 @@ class TwoPhaseParticipant {
     lock(m.txn, t.work);
     wal_.append(TwoPhasePreparedRecord{m.txn, from, t.work});
     wal_.sync();  // the vote is durable before it is sent
-    transport_.send(from, TwoPhaseVote{m.txn, true});
+    (void)transport_.send(from, TwoPhaseVote{m.txn, true});
   }
 
   void on(NodeId from, TwoPhaseDecision& m) {
@@ -832,7 +834,7 @@ class TwoPhaseParticipant {
     }
     Txn& t = it->second;
     if (t.state == TwoPhaseState::committed && m.outcome == TwoPhaseOutcome::committed) {
-      transport_.send(from, TwoPhaseAck{m.txn});  // a duplicate: acknowledge again
+      (void)transport_.send(from, TwoPhaseAck{m.txn});  // a duplicate: acknowledge again
       return;
     }
     if (t.state != TwoPhaseState::prepared) return;  // already decided
@@ -840,7 +842,7 @@ class TwoPhaseParticipant {
     if (m.outcome == TwoPhaseOutcome::committed) {
       wal_.sync();  // durable before it is acknowledged: the coordinator then forgets
       finish(m.txn, t, m.outcome);
-      transport_.send(from, TwoPhaseAck{m.txn});
+      (void)transport_.send(from, TwoPhaseAck{m.txn});
     } else {
       finish(m.txn, t, m.outcome);
     }
@@ -850,6 +852,8 @@ class TwoPhaseParticipant {
   void on(NodeId, TwoPhaseAck&) { ++dropped_; }
   void on(NodeId, TwoPhaseQuery&) { ++dropped_; }
 
+  // Every send discards its result: a refused send (queue full, peer unknown) is a lost
+  // message, which the protocol's retries already cover.
   T transport_;
   C clock_;
   TwoPhaseParticipantOptions options_;
