@@ -1,5 +1,5 @@
 // bench/messaging_bench.cpp — SingularUpdateQueue beside moodycamel, TBB and a mutex queue;
-// RequestWaitingList and RequestBatch costs.
+// RequestWaitingList, RequestBatch and StateWatch costs.
 //
 // Every queue scenario hands 8-byte requests (producer id << 32 | sequence) to one worker
 // thread whose handler adds them to a sum and checks each producer's sequence; a broken
@@ -9,6 +9,7 @@
 #include <pods/messaging/request_pipeline.hpp>
 #include <pods/messaging/request_waiting_list.hpp>
 #include <pods/messaging/singular_update_queue.hpp>
+#include <pods/messaging/state_watch.hpp>
 #include <pods/policy/clock.hpp>
 
 #include "bench_support.hpp"
@@ -467,6 +468,95 @@ void idempotent_execute_and_retry(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 
+// StateWatch: an event as the consistent core publishes it (a 100-byte value, as
+// redis-benchmark -d 100 writes). Building it (two allocations) is part of each publish.
+pods::WatchEvent watch_event(std::uint64_t revision, const std::string& key) {
+  return {revision, pods::WatchEventKind::put, key, std::vector<std::byte>(100, std::byte{7})};
+}
+
+std::string numbered(const char* stem, std::int64_t i) {
+  return stem + std::to_string(i);
+}
+
+// StateWatch: publish to one key while range(0) exact-key watches are open on distinct keys,
+// one of them on the published key (its consumer takes every 1024 events, untimed).
+void state_watch_publish_exact(benchmark::State& state) {
+  pods::StateWatch watches;
+  pods::WatchId mine = 0;
+  for (std::int64_t i = 0; i < state.range(0); ++i)
+    mine = *watches.watch({.key = numbered("key/", i)});
+  const std::string key = numbered("key/", state.range(0) - 1);
+  std::uint64_t r = 0;
+  for (auto _ : state) {
+    watches.publish(watch_event(++r, key));
+    if (r % 1024 == 0) {
+      state.PauseTiming();  // take's cost is measured on its own
+      benchmark::DoNotOptimize(watches.take(mine));
+      state.ResumeTiming();
+    }
+  }
+  if (watches.closed(mine)) state.SkipWithError("the matching watch closed");
+  state.SetItemsProcessed(state.iterations());
+}
+
+// StateWatch: publish while 100 prefix watches are open: range(0) == 1: on 100 distinct
+// prefixes of one length, one matching; range(0) == 100: all on the published key's prefix
+// (each event buffered 100 times; consumers take every 1024 events, untimed).
+void state_watch_publish_prefix(benchmark::State& state) {
+  pods::StateWatch watches;
+  std::vector<pods::WatchId> ids;
+  const bool all_match = state.range(0) == 100;
+  for (std::int64_t i = 0; i < 100; ++i)
+    ids.push_back(*watches.watch(
+        {.key = all_match ? std::string("app/") : numbered("app", 10 + i) + "/", .prefix = true}));
+  const std::string key = all_match ? "app/port" : "app42/port";  // short: no key allocation
+  std::uint64_t r = 0;
+  for (auto _ : state) {
+    watches.publish(watch_event(++r, key));
+    if (r % 1024 == 0) {
+      state.PauseTiming();
+      for (const auto id : ids)
+        benchmark::DoNotOptimize(watches.take(id));
+      state.ResumeTiming();
+    }
+  }
+  for (const auto id : ids)
+    if (watches.closed(id)) state.SkipWithError("a watch closed");
+  state.SetItemsProcessed(state.iterations());
+}
+
+// StateWatch: take 1024 buffered events at once (cost per event). range(0) == 0: the history
+// holds them too, so take copies each; 1: history_limit 1, so take moves them out.
+void state_watch_take(benchmark::State& state) {
+  const bool moves = state.range(0) == 1;
+  pods::StateWatch watches({.history_limit = moves ? 1u : 65536u});
+  const pods::WatchId id = *watches.watch({.key = "key"});
+  std::uint64_t r = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    for (int i = 0; i < 1024; ++i)
+      watches.publish(watch_event(++r, "key"));
+    state.ResumeTiming();
+    benchmark::DoNotOptimize(watches.take(id));
+  }
+  state.SetItemsProcessed(state.iterations() * 1024);
+}
+
+// StateWatch: open a watch resuming 1000 events back (the history holds 4000 events on 4
+// keys; 250 match), take them and cancel it.
+void state_watch_resume(benchmark::State& state) {
+  pods::StateWatch watches;
+  std::uint64_t r = 0;
+  for (int i = 0; i < 4000; ++i)
+    watches.publish(watch_event(++r, numbered("key/", i % 4)));
+  for (auto _ : state) {
+    const pods::WatchId id = *watches.watch({.key = "key/1", .from_revision = r - 999});
+    benchmark::DoNotOptimize(watches.take(id));
+    watches.cancel(id);
+  }
+  state.SetItemsProcessed(state.iterations());
+}
+
 const bool registered = [] {
   auto throughput = [](const char* name, void (*fn)(benchmark::State&)) {
     benchmark::RegisterBenchmark(name, fn)->Arg(1)->Arg(2)->UseRealTime()->MinTime(0.2);
@@ -503,6 +593,16 @@ const bool registered = [] {
   benchmark::RegisterBenchmark("batch/add64_take", batch_add_take);
   benchmark::RegisterBenchmark("pipeline/send_receive", pipeline_send_receive);
   benchmark::RegisterBenchmark("idempotent/execute_and_retry", idempotent_execute_and_retry);
+  benchmark::RegisterBenchmark("state_watch/publish_exact_watches", state_watch_publish_exact)
+      ->Arg(1)
+      ->Arg(100)
+      ->Arg(10'000);
+  benchmark::RegisterBenchmark("state_watch/publish_100_prefix_watches_matching",
+                               state_watch_publish_prefix)
+      ->Arg(1)
+      ->Arg(100);
+  benchmark::RegisterBenchmark("state_watch/take_1024_moved", state_watch_take)->Arg(0)->Arg(1);
+  benchmark::RegisterBenchmark("state_watch/resume_1000_back", state_watch_resume);
 
   using pods::bench::compare;
   for (const char* p : {"1", "2"}) {

@@ -14,8 +14,9 @@
 //                first receives what it missed from that history, then every new matching
 //                event, each exactly once, in revision order. When the revision asked for is
 //                no longer in the history the watch is refused with Errc::compacted (the
-//                client re-reads the state and watches from there), as etcd does; ZooKeeper's
-//                watches fire once and carry no revision, so a client re-reads after each.
+//                client re-reads the state and watches from there), as etcd does. (ZooKeeper's
+//                classic watches fire once and the client re-reads to set the next; a client
+//                that reconnects learns that a node changed, not each change.)
 //                Each watch buffers its events until the consumer takes them; a watch whose
 //                buffer would pass max_buffered closes with Errc::full instead of growing,
 //                and the consumer resumes from the revision after the last event it took.
