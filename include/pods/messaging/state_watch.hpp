@@ -21,7 +21,7 @@
 //                buffer would pass max_buffered closes with Errc::full instead of growing,
 //                and the consumer resumes from the revision after the last event it took.
 //                A hook tells the driver which watch has something to deliver.
-//                Matching costs no scan of the watches: exact keys are looked up in a sorted
+//                Matching costs no scan of the watches: exact keys are looked up in a hash
 //                index, and prefix watches are looked up by the publishing key's own prefixes
 //                (only at the lengths some prefix watch has).
 // Guarantees:    - Per watch: the events taken are exactly the published events matching it
@@ -62,16 +62,18 @@
 //                Errc::full as values; closed() gives a closed watch's reason. An exception
 //                from the hook propagates out of the call that called it (the state is
 //                consistent; watches after it in that call are not notified).
-// Cost:          k matching watches, W watches held, H history events, L distinct lengths of
-//                the prefixes watched:
-//                  publish  O(log W + L log W + k), allocates the shared event (one node), a
-//                           history slot, a buffer slot per matching watch and, when a watch
-//                           became ready, a list of their ids (the key and value are moved);
-//                  watch    O(log W + log H + the history scanned from its start), allocates
+// Cost:          Expected, with k matching watches, W watches held, H history events, L
+//                distinct lengths of the prefixes watched (independent of the others' count):
+//                  publish  O((L + 1) |key| + k): a hash lookup of the key and of its prefix at
+//                           each watched length, then a buffer slot per matching watch;
+//                           allocates the shared event (one node), a history slot, the buffer
+//                           slots and, when a watch became ready, the list of their ids (the
+//                           key and value are moved, not copied);
+//                  watch    O(|key| + log H + the history scanned from its start), allocates
 //                           its entry, an index slot and buffer slots;
 //                  take     O(n) for n events, allocates the returned vector and copies each
 //                           event (moves it instead when no history or other watch holds it);
-//                  cancel   O(log W + watches on the same key); compact O(events dropped);
+//                  cancel   O(|key| + watches on the same key); compact O(events dropped);
 //                  reset    O(W + H); closed, buffered, revision: O(1), never allocate.
 // Example:
 //   pods::StateWatch watches({.history_limit = 1024, .max_buffered = 256});
@@ -170,8 +172,8 @@ class StateWatch {
       history_.pop_front();
     }
     std::vector<WatchId> ready;
-    for (const WatchId id : matched_) {
-      Watch& w = watches_.find(id)->second;
+    for (const auto& [id, watch] : matched_) {
+      Watch& w = *watch;
       if (event->revision < w.from) continue;  // a watch from a later revision
       if (w.buffer.size() >= options_.max_buffered) {
         close(id, w, Errc::full);
@@ -211,7 +213,7 @@ class StateWatch {
     const WatchId id = next_id_++;
     Watch& stored = watches_.emplace(id, std::move(w)).first->second;
     if (!stored.closed) {
-      index_of(stored)[stored.key].push_back(id);  // ids only grow: the list stays sorted
+      index_of(stored)[stored.key].push_back({id, &stored});  // ids only grow: stays sorted
       if (stored.prefix) ++prefix_lengths_[stored.key.size()];
       ++open_;
     }
@@ -332,8 +334,19 @@ class StateWatch {
     std::deque<Shared> buffer;
     std::optional<Errc> closed;
   };
+  // An open watch in an index (watches_ is node-based: the pointer stays valid).
+  struct Entry {
+    WatchId id;
+    Watch* watch;
+  };
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const noexcept {
+      return std::hash<std::string_view>{}(s);
+    }
+  };
   // Key (or prefix) -> the open watches on it, in increasing id order.
-  using Index = std::map<std::string, std::vector<WatchId>, std::less<>>;
+  using Index = std::unordered_map<std::string, std::vector<Entry>, Hash, std::equal_to<>>;
 
   static bool matches(const Watch& w, std::string_view key) {
     return w.prefix ? key.starts_with(w.key) : key == w.key;
@@ -343,7 +356,7 @@ class StateWatch {
 
   // Fills `out` with the open watches matching `key`: its exact watches, then the prefix
   // watches on each of its prefixes of a length some prefix watch has.
-  void matching(std::string_view key, std::vector<WatchId>& out) const {
+  void matching(std::string_view key, std::vector<Entry>& out) const {
     out.clear();
     if (auto it = exact_.find(key); it != exact_.end())
       out.insert(out.end(), it->second.begin(), it->second.end());
@@ -358,7 +371,8 @@ class StateWatch {
     Index& index = index_of(w);
     auto it = index.find(w.key);
     auto& ids = it->second;
-    ids.erase(std::lower_bound(ids.begin(), ids.end(), id));
+    ids.erase(std::lower_bound(ids.begin(), ids.end(), id,
+                               [](const Entry& e, WatchId i) { return e.id < i; }));
     if (ids.empty()) index.erase(it);
     if (w.prefix) {
       auto length = prefix_lengths_.find(w.key.size());
@@ -388,7 +402,7 @@ class StateWatch {
   Index prefixes_;
   std::map<std::size_t, std::size_t> prefix_lengths_;  // prefix length -> prefixes of it watched
   std::deque<Shared> history_;
-  std::vector<WatchId> matched_;  // scratch of publish (no hook runs while it is in use)
+  std::vector<Entry> matched_;  // scratch of publish (no hook runs while it is in use)
   std::shared_ptr<std::function<void(WatchId)>> hook_;
   std::uint64_t revision_ = 0;
   std::uint64_t compacted_ = 0;
