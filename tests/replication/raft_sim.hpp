@@ -203,6 +203,12 @@ struct Scenario {
   std::size_t clients = 3;
   // Adjusts a server's options (window, batch, timeouts, learners...) before it starts.
   std::function<void(pods::ReplicatedLogOptions&)> configure{};
+  // The nemesis' clock faults: how fast or slow a drifting clock runs, how far a step jumps.
+  double max_drift = 1e-3;
+  std::chrono::nanoseconds max_clock_step = 1s;
+  // A server that throws (a CorruptionError on restart, say) ends the run with a violation
+  // naming the exception instead of propagating it (for mutations that corrupt state).
+  bool throw_is_violation = false;
 };
 
 template <class Rules, class Storage>
@@ -267,7 +273,9 @@ RunResult run(std::uint64_t seed, const Scenario& s, Extension&& ext = {}) {
                                        .isolation = !s.crashes_only,
                                        .pauses = !s.crashes_only,
                                        .clock_steps = !s.crashes_only && s.clock_steps,
-                                       .clock_drift = !s.crashes_only});
+                                       .clock_drift = !s.crashes_only,
+                                       .max_clock_step = s.max_clock_step,
+                                       .max_drift = s.max_drift});
   const auto heal = nemesis.heal_at();
   const auto end = nemesis.end_at();
   RunContext<Node> ctx{sim, net, world, cluster, voters, heal, end};
@@ -337,7 +345,17 @@ RunResult run(std::uint64_t seed, const Scenario& s, Extension&& ext = {}) {
   std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> committed;
   std::map<NodeId, std::pair<std::uint64_t, std::uint64_t>> marks;  // incarnation, mark
   std::map<std::pair<NodeId, std::uint64_t>, bool> checked_leader;  // (node, term)
-  while (sim.now() < end && sim.step()) {
+  // Runs one simulation step; false at the end (or, with throw_is_violation, after a throw).
+  auto step = [&] {
+    if (!s.throw_is_violation) return sim.step();
+    try {
+      return sim.step();
+    } catch (const std::exception& e) {
+      world.fail(std::string("a server threw: ") + e.what());
+      return false;
+    }
+  };
+  while (sim.now() < end && step()) {
     ++result.steps;
     for (NodeId id : voters) {
       Node* n = cluster.node(id);
@@ -351,8 +369,11 @@ RunResult run(std::uint64_t seed, const Scenario& s, Extension&& ext = {}) {
       }
       if (log.commit_index() < mark)
         world.fail("the high-water mark of " + std::to_string(id) + " went back");
-      // A committed entry is never lost: every server that commits agrees on its term.
-      for (std::uint64_t i = mark + 1; i <= log.commit_index(); ++i) {
+      // A committed entry is never lost: every server that commits agrees on its term. Below
+      // a snapshot the terms are gone (7): what it covers was checked when it committed.
+      for (std::uint64_t i = std::max(mark + 1, log.snapshot_index()); i <= log.commit_index();
+           ++i) {
+        if (i == 0) continue;
         auto [it, fresh] = committed.try_emplace(i, log.term_at(i), log.term());
         it->second.second = std::min(it->second.second, log.term());
         if (!fresh && it->second.first != log.term_at(i)) {
@@ -373,7 +394,7 @@ RunResult run(std::uint64_t seed, const Scenario& s, Extension&& ext = {}) {
       if (!checked_leader[{id, log.term()}]) {
         checked_leader[{id, log.term()}] = true;
         for (const auto& [i, t] : committed) {
-          if (t.second < log.term() && log.term_at(i) != t.first) {
+          if (i >= log.snapshot_index() && t.second < log.term() && log.term_at(i) != t.first) {
             world.fail("leader " + std::to_string(id) + " of term " + std::to_string(log.term()) +
                        " lacks committed entry " + std::to_string(i));
             break;

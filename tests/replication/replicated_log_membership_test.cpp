@@ -5,10 +5,10 @@
 // following the latest configuration from the moment it is appended, one change at a time and
 // none before the leader's own no-op commits, removal of a follower and of the leader, the
 // roll-back of a truncated configuration, removed servers kept out, and bad arguments. On the
-// simulator a cluster grows from 3 to 5 servers (learners first, then promoted) and shrinks
-// back to 3 under a Nemesis with the safety properties checked at every step and the history
-// checked for linearizability. A test-only rule policy that allows two concurrent changes
-// shows that the checks catch it.
+// simulator (the Raft harness, raft_sim.hpp) a cluster grows from 3 to 5 servers (learners first,
+// then promoted) and shrinks back to 3 under a Nemesis with the safety properties checked at every
+// step and the history checked for linearizability. A test-only rule policy that allows two
+// concurrent changes shows that the checks catch it.
 //
 // Seeds: PODS_SEEDS (default 4) runs that many seeded simulations; PODS_SEEDS=1000 for a sweep.
 #include <pods/replication/replicated_log.hpp>
@@ -17,13 +17,9 @@
 
 #include <pods/policy/clock.hpp>
 #include <pods/policy/transport.hpp>
-#include <pods/sim/cluster.hpp>
-#include <pods/sim/history.hpp>
-#include <pods/sim/linearizability.hpp>
-#include <pods/sim/nemesis.hpp>
-#include <pods/sim/network.hpp>
-#include <pods/sim/simulation.hpp>
 #include <pods/storage/memory_storage.hpp>
+
+#include "raft_sim.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -575,85 +571,6 @@ TEST_CASE("Mutation: two concurrent changes (4.1) let disjoint majorities lose a
 
 namespace {
 
-using Net = pods::sim::Network<Msg>;
-using Kv = pods::sim::KvModel;
-using KvHistory = pods::sim::History<pods::sim::KvInput, pods::sim::KvOutput>;
-
-std::uint64_t seeds(std::uint64_t fallback) {
-  if (const char* env = std::getenv("PODS_SEEDS")) {
-    const auto n = std::strtoull(env, nullptr, 10);
-    if (n > 0) return n;
-  }
-  return fallback;
-}
-
-struct World {
-  pods::sim::Simulation& sim;
-  KvHistory history;
-  std::map<std::uint64_t, KvHistory::Id> pending;           // operation id -> history id
-  std::map<std::uint64_t, std::vector<std::byte>> applied;  // index -> command
-  std::string violation;
-
-  explicit World(pods::sim::Simulation& s)
-      : sim(s), history([&s] { return s.now().time_since_epoch().count(); }) {}
-  void fail(const std::string& what) {
-    if (violation.empty()) {
-      violation = what + " at " + std::to_string(sim.now().time_since_epoch().count()) + " ns";
-    }
-  }
-};
-
-// A key-value state machine; a command is (operation id, op, key, value). Every server must
-// apply the same command at each index; the first apply answers the client.
-struct KvMachine {
-  World* world = nullptr;
-  std::map<std::string, std::string> data;
-
-  void apply(std::uint64_t index, std::span<const std::byte> command) {
-    auto [it, fresh] = world->applied.try_emplace(index, command.begin(), command.end());
-    if (!fresh &&
-        !std::equal(command.begin(), command.end(), it->second.begin(), it->second.end())) {
-      world->fail("two servers applied different commands at index " + std::to_string(index));
-    }
-    pods::wire::Reader r(command, "command");
-    const std::uint64_t op_id = r.u64();
-    const auto op = static_cast<pods::sim::KvOp>(r.u8());
-    const std::string key = r.string();
-    const std::string value = r.string();
-    pods::sim::KvOutput out;
-    if (op == pods::sim::KvOp::get) {
-      if (auto v = data.find(key); v != data.end()) out.value = v->second;
-    } else {
-      data[key] = value;
-    }
-    if (auto p = world->pending.find(op_id); p != world->pending.end()) {
-      world->history.ok(p->second, out);
-      world->pending.erase(p);
-    }
-  }
-  std::vector<std::byte> snapshot() const { return {}; }
-  void restore(std::span<const std::byte>) {}
-};
-
-template <class Rules>
-struct SimNode {
-  KvMachine machine;
-  pods::ReplicatedLog<pods::MemoryStorage, Net::Endpoint, pods::sim::NodeClock, KvMachine, Rules>
-      log;
-
-  // Servers 1..3 start as the voters; 4 and 5 start outside them, as learners-to-be.
-  SimNode(const pods::sim::NodeContext<Msg>& ctx, World& world)
-      : machine{&world, {}},
-        log(pods::MemoryStorage(ctx.storage), ctx.endpoint, ctx.clock, machine,
-            {.self = ctx.id,
-             .voters = {1, 2, 3},
-             .learners = ctx.id > 3 ? std::vector<NodeId>{ctx.id} : std::vector<NodeId>{},
-             .seed = ctx.random.fork(1).next()}) {}
-  void receive(NodeId from, Msg m) { log.receive(from, std::move(m)); }
-  void tick() { log.tick(); }
-  auto next_deadline() const { return log.next_deadline(); }
-};
-
 // The plan, read off the leader's latest configuration: add 4 and 5 as learners, promote
 // each once it caught up with the leader's commit index, then remove 1 and 2.
 template <class Log>
@@ -682,12 +599,6 @@ void next_change(Log& log) {
   }
 }
 
-struct RunResult {
-  std::string violation;
-  std::uint64_t operations = 0, ok = 0, elections = 0, changes = 0, crashes = 0, pauses = 0;
-  bool reached_three = false;  // a leader of {3, 4, 5} committed its configuration
-};
-
 // The hurried plan: 4 and 5 straight in as voters, one call after the other (the second is
 // refused unless the rule is broken), then 1 and 2 out the same way.
 template <class Log>
@@ -700,35 +611,25 @@ void hurried_change(Log& log) {
   }
 }
 
-template <class Rules>
-RunResult run(std::uint64_t seed, bool hurry = false) {
-  using Node = SimNode<Rules>;
-  using SimCluster = pods::sim::Cluster<Node, Msg>;
-  pods::sim::Simulation sim(seed);
-  Net net(sim, {.loss = 0.01, .duplicate = 0.01, .min_delay = 1ms, .max_delay = 10ms});
-  World world(sim);
-  SimCluster cluster(net, [&](const typename SimCluster::Context& ctx) {
-    return std::make_unique<Node>(ctx, world);
-  });
-  const std::vector<NodeId> all{1, 2, 3, 4, 5};
-  for (NodeId id : all)
-    cluster.add(id);
-  pods::sim::Nemesis nemesis(
-      cluster,
-      {.duration = 12s, .quiet = 4s, .min_gap = 100ms, .max_gap = 1000ms, .max_fault = 2000ms});
-  const auto heal = nemesis.heal_at();
-  const auto end = nemesis.end_at();
-  RunResult result;
+// The extension on the Raft harness: every 100 ms from 0.5 s the server that leads the
+// highest term takes the plan's next step; a leader of {3, 4, 5} that committed its
+// configuration is noted.
+struct MembershipDriver {
+  bool hurry = false;
+  std::uint64_t changes = 0;
+  bool reached_three = false;
 
-  auto live = [&](NodeId id) -> Node* {
-    return cluster.is_up(id) && !cluster.is_paused(id) ? cluster.node(id) : nullptr;
-  };
-  // The membership driver asks the server that leads the highest term, every 100 ms.
-  std::function<void()> drive = [&] {
-    Node* best = nullptr;
-    for (NodeId id : all) {
-      Node* n = live(id);
-      if (n && n->log.is_leader() && (!best || n->log.term() > best->log.term())) best = n;
+  template <class Ctx>
+  void on_start(Ctx& ctx) {
+    ctx.sim.schedule(500ms, [this, &ctx] { drive(ctx); });
+  }
+  template <class Ctx>
+  void drive(Ctx& ctx) {
+    decltype(ctx.cluster.node(1)) best = nullptr;
+    for (NodeId id : ctx.voters) {
+      if (!ctx.cluster.is_up(id) || ctx.cluster.is_paused(id)) continue;
+      auto* n = ctx.cluster.node(id);
+      if (n->log.is_leader() && (!best || n->log.term() > best->log.term())) best = n;
     }
     if (best) {
       const std::uint64_t before = best->log.configuration_index();
@@ -737,170 +638,61 @@ RunResult run(std::uint64_t seed, bool hurry = false) {
       } else {
         next_change(best->log);
       }
-      result.changes += best->log.configuration_index() != before ? 1 : 0;
+      changes += best->log.configuration_index() != before ? 1 : 0;
     }
-    sim.schedule(100ms, drive);
-  };
-  sim.schedule(500ms, drive);
+    ctx.sim.schedule(100ms, [this, &ctx] { drive(ctx); });
+  }
+  template <class Ctx>
+  void on_step(Ctx& ctx) {
+    for (NodeId id : ctx.voters) {
+      const auto* n = ctx.cluster.node(id);
+      if (n && n->log.is_leader() && n->log.configuration() == RaftConfiguration{{3, 4, 5}, {}} &&
+          n->log.commit_index() >= n->log.configuration_index()) {
+        reached_three = true;
+      }
+    }
+  }
+};
 
-  // Clients: one operation at a time each, to the server they believe leads; an operation
-  // unanswered within a second is recorded as unknown and the client goes on as a new one.
-  struct Client {
-    std::uint64_t id = 0, op_id = 0;
-    bool busy = false, proposed = false;
-    pods::Buffer command;
-    NodeId target = 1;
-    pods::sim::Simulation::time_point give_up{};
-  };
-  std::vector<Client> clients(3);
-  std::uint64_t next_client = 1, next_op = 1;
-  for (Client& c : clients)
-    c.id = next_client++;
-  pods::Random draws(seed ^ 0x6d656d62ULL);
-  std::function<void(std::size_t)> step_client = [&](std::size_t k) {
-    Client& c = clients[k];
-    const auto now = sim.now();
-    if (c.busy && world.pending.count(c.op_id) == 0) c.busy = false;  // answered
-    if (c.busy && now >= c.give_up) {
-      world.history.unknown(world.pending.at(c.op_id));
-      world.pending.erase(c.op_id);
-      c.busy = false;
-      c.id = next_client++;
-    }
-    if (!c.busy && now + 1s < end) {
-      const std::string key(1, static_cast<char>('x' + draws.below(2)));
-      const pods::sim::KvInput in =
-          draws.chance(0.5) ? Kv::get(key) : Kv::put(key, std::to_string(next_op));
-      c.op_id = next_op++;
-      c.command.clear();
-      pods::wire::Writer w(c.command);
-      w.u64(c.op_id);
-      w.u8(static_cast<std::uint8_t>(in.op));
-      w.string(in.key);
-      w.string(in.value);
-      world.pending[c.op_id] = world.history.invoke(c.id, in);
-      c.busy = true;
-      c.proposed = false;
-      c.give_up = now + 1s;
-      ++result.operations;
-    }
-    if (c.busy && !c.proposed) {
-      Node* n = live(c.target);
-      if (n && n->log.propose(c.command)) {
-        c.proposed = true;
-      } else if (auto hint = n ? n->log.leader() : std::nullopt; hint && *hint != c.target) {
-        c.target = *hint;
-      } else {
-        c.target = all[draws.below(all.size())];
-      }
-    }
-    sim.schedule(20ms, [&step_client, k] { step_client(k); });
-  };
-  for (std::size_t k = 0; k < clients.size(); ++k)
-    sim.schedule(std::chrono::milliseconds(5 * k + 1), [&step_client, k] { step_client(k); });
+// Five servers, 1..3 the voters and 4 and 5 outside them (as learners-to-be), for 12 s under
+// every fault of the Nemesis.
+raft_sim::Scenario membership_scenario() {
+  return {.nodes = 5, .configure = [](pods::ReplicatedLogOptions& o) {
+            o.voters = {1, 2, 3};
+            o.learners = o.self > 3 ? std::vector<NodeId>{o.self} : std::vector<NodeId>{};
+          }};
+}
 
-  // The safety properties, at every step, over every server.
-  std::map<std::uint64_t, NodeId> leaders;  // term -> leader
-  // index -> (the entry's term, the lowest term in which a server knew it committed)
-  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> committed;
-  std::map<NodeId, std::pair<std::uint64_t, std::uint64_t>> marks;  // incarnation, mark
-  std::map<std::pair<NodeId, std::uint64_t>, bool> checked_leader;
-  std::int64_t recovery_ns = -1;
-  while (sim.now() < end && sim.step()) {
-    for (NodeId id : all) {
-      Node* n = cluster.node(id);
-      if (!n) continue;
-      auto& log = n->log;
-      auto& [incarnation, mark] = marks[id];
-      if (incarnation != cluster.incarnation(id)) {
-        incarnation = cluster.incarnation(id);
-        mark = 0;
-      }
-      if (log.commit_index() < mark) world.fail("the mark of " + std::to_string(id) + " went back");
-      for (std::uint64_t i = mark + 1; i <= log.commit_index(); ++i) {
-        auto [it, fresh] = committed.try_emplace(i, log.term_at(i), log.term());
-        it->second.second = std::min(it->second.second, log.term());
-        if (!fresh && it->second.first != log.term_at(i)) {
-          world.fail("server " + std::to_string(id) + " committed a different entry at " +
-                     std::to_string(i));
-        }
-      }
-      mark = log.commit_index();
-      if (!log.is_leader()) continue;
-      auto [l, fresh] = leaders.try_emplace(log.term(), id);
-      result.elections += fresh ? 1 : 0;
-      if (l->second != id) {
-        world.fail("servers " + std::to_string(l->second) + " and " + std::to_string(id) +
-                   " both lead term " + std::to_string(log.term()));
-      }
-      if (!checked_leader[{id, log.term()}]) {
-        checked_leader[{id, log.term()}] = true;
-        for (const auto& [i, t] : committed) {
-          if (t.second < log.term() && log.term_at(i) != t.first) {
-            world.fail("leader " + std::to_string(id) + " of term " + std::to_string(log.term()) +
-                       " lacks committed entry " + std::to_string(i));
-            break;
-          }
-        }
-      }
-      if (log.configuration() == RaftConfiguration{{3, 4, 5}, {}} &&
-          log.commit_index() >= log.configuration_index()) {
-        result.reached_three = true;
-      }
-      if (recovery_ns < 0 && sim.now() >= heal && log.commit_index() > 0 &&
-          log.term_at(log.commit_index()) == log.term()) {
-        recovery_ns = (sim.now() - heal).count();
-      }
-    }
-    if (!world.violation.empty()) break;
-  }
-  if (world.violation.empty() && (recovery_ns < 0 || recovery_ns > 3'000'000'000)) {
-    world.fail("no leader committed in its own term within 3 s of the heal");
-  }
-  if (world.violation.empty()) {
-    for (auto& [op, id] : world.pending)
-      world.history.unknown(id);
-    const auto ops = world.history.operations();
-    for (const auto& o : ops)
-      result.ok += o.output ? 1 : 0;
-    if (pods::sim::check_linearizable(Kv{}, std::span(ops), 10s).verdict ==
-        pods::sim::Verdict::illegal) {
-      world.fail("the history is not linearizable");
-    }
-  }
-  for (const auto& e : nemesis.log()) {
-    result.crashes += e.what.rfind("crash ", 0) == 0 ? 1 : 0;
-    result.pauses += e.what.rfind("pause ", 0) == 0 ? 1 : 0;
-  }
-  result.violation = world.violation;
-  if (!result.violation.empty()) result.violation += "\n" + nemesis.describe();
-  return result;
+template <class Rules>
+raft_sim::RunResult run(std::uint64_t seed, MembershipDriver& driver) {
+  return raft_sim::run<Rules>(seed, membership_scenario(), driver);
 }
 
 }  // namespace
 
 TEST_CASE("4.1-4.3: on the simulator, 3 -> 5 -> 3 servers stay safe and linearizable",
           "[replicated_log][membership][sim]") {
-  const std::uint64_t n = seeds(4);
-  RunResult total;
-  std::uint64_t reached = 0;
+  const std::uint64_t n = raft_sim::seeds(4);
+  raft_sim::RunResult total;
+  std::uint64_t reached = 0, changes = 0;
   for (std::uint64_t seed = 1; seed <= n; ++seed) {
-    const RunResult r = run<pods::RaftRules>(seed);
+    MembershipDriver driver;
+    const raft_sim::RunResult r = run<pods::RaftRules>(seed, driver);
     INFO("seed " << seed << ": " << r.violation);
     REQUIRE(r.violation.empty());
     total.operations += r.operations;
     total.ok += r.ok;
     total.elections += r.elections;
-    total.changes += r.changes;
     total.crashes += r.crashes;
     total.pauses += r.pauses;
-    reached += r.reached_three ? 1 : 0;
+    changes += driver.changes;
+    reached += driver.reached_three ? 1 : 0;
   }
   CHECK(total.ok > 0);
   CHECK(reached > 0);
   WARN(n << " seeds: " << total.operations << " operations, " << total.ok << " answered, "
          << total.elections << " elections, " << total.crashes << " crashes, " << total.pauses
-         << " pauses, " << total.changes << " configuration changes, " << reached
+         << " pauses, " << changes << " configuration changes, " << reached
          << " runs reached {3, 4, 5}");
 }
 
@@ -911,13 +703,15 @@ TEST_CASE("4.1-4.3: on the simulator, 3 -> 5 -> 3 servers stay safe and lineariz
 // catch the broken rule.
 TEST_CASE("4.1: back-to-back change requests stay safe; two concurrent changes, reported",
           "[replicated_log][membership][mutation][sim]") {
-  const std::uint64_t n = seeds(20);
+  const std::uint64_t n = raft_sim::seeds(20);
   std::uint64_t caught = 0, first = 0;
   for (std::uint64_t seed = 1; seed <= n; ++seed) {
-    const RunResult control = run<pods::RaftRules>(seed, true);
+    MembershipDriver hurried{.hurry = true};
+    const raft_sim::RunResult control = run<pods::RaftRules>(seed, hurried);
     INFO("control seed " << seed << ": " << control.violation);
     REQUIRE(control.violation.empty());
-    const RunResult broken = run<ConcurrentChanges>(seed, true);
+    MembershipDriver hurried_broken{.hurry = true};
+    const raft_sim::RunResult broken = run<ConcurrentChanges>(seed, hurried_broken);
     if (!broken.violation.empty()) {
       ++caught;
       if (first == 0) {

@@ -3,21 +3,22 @@
 // ManualClock and named by the section they check: Raft paper (Ongaro and Ousterhout,
 // extended version, 2014) §7 for snapshots and InstallSnapshot, Raft dissertation (Ongaro
 // 2014) §3.10 for leadership transfer. The state machine is a key-value map whose snapshot
-// is the encoded map, so a wrong restore shows as a different map. A test-only rule policy
-// that acknowledges InstallSnapshot before making it durable is caught.
+// is the encoded map, so a wrong restore shows as a different map. On the simulator (the Raft
+// harness, raft_sim.hpp) servers snapshotting every 4 entries, installing snapshots and
+// transferring leadership every 2 s keep the harness's safety checks at every step and a
+// linearizable history under the Nemesis. A test-only rule policy that acknowledges
+// InstallSnapshot before making it durable is caught.
+//
+// Seeds: PODS_SEEDS (or --seeds N) runs that many seeded simulations per configuration.
 #include <pods/replication/replicated_log.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <pods/policy/clock.hpp>
 #include <pods/policy/transport.hpp>
-#include <pods/sim/cluster.hpp>
-#include <pods/sim/history.hpp>
-#include <pods/sim/linearizability.hpp>
-#include <pods/sim/nemesis.hpp>
-#include <pods/sim/network.hpp>
-#include <pods/sim/simulation.hpp>
 #include <pods/storage/memory_storage.hpp>
+
+#include "raft_sim.hpp"
 
 #include <algorithm>
 #include <array>
@@ -594,255 +595,90 @@ TEST_CASE("ReplicatedLogMessageCodec rejects bad snapshot and transfer bytes nam
 
 namespace {
 
-std::uint64_t seeds(std::uint64_t fallback) {
-  if (const char* env = std::getenv("PODS_SEEDS")) {
-    const auto n = std::strtoull(env, nullptr, 10);
-    if (n > 0) return n;
+// The extension on the Raft harness: a transfer of leadership every 2 s (to the next voter
+// after the leader), and the snapshots taken and installed, counted per incarnation.
+struct SnapshotsAndTransfers {
+  std::uint64_t taken = 0, installed = 0, transfers = 0;
+  // node -> (incarnation, taken, installed) of its current incarnation
+  std::map<NodeId, std::array<std::uint64_t, 3>> counts;
+
+  template <class Ctx>
+  void on_start(Ctx& ctx) {
+    ctx.sim.schedule(2s, [this, &ctx] { transfer(ctx); });
   }
-  return fallback;
+  template <class Ctx>
+  void transfer(Ctx& ctx) {
+    for (NodeId id : ctx.voters) {
+      if (!ctx.cluster.is_up(id) || ctx.cluster.is_paused(id)) continue;
+      auto& log = ctx.cluster.node(id)->log;
+      if (log.is_leader() && log.transfer_leadership(ctx.voters[id % ctx.voters.size()])) {
+        ++transfers;
+      }
+    }
+    ctx.sim.schedule(2s, [this, &ctx] { transfer(ctx); });
+  }
+  template <class Ctx>
+  void on_step(Ctx& ctx) {
+    for (NodeId id : ctx.voters) {
+      const auto* n = ctx.cluster.node(id);
+      if (!n) continue;
+      auto& [incarnation, t, i] = counts[id];
+      if (incarnation != ctx.cluster.incarnation(id)) {
+        taken += t;
+        installed += i;
+        incarnation = ctx.cluster.incarnation(id);
+      }
+      t = n->log.snapshots_taken();
+      i = n->log.snapshots_installed();
+    }
+  }
+  template <class Ctx>
+  void on_end(Ctx&, raft_sim::RunResult&) {
+    for (auto& [id, c] : counts) {
+      taken += c[1];
+      installed += c[2];
+      c = {};
+    }
+  }
+};
+
+// Servers snapshot every 4 entries over 256-byte log segments, for 10 s under every fault of
+// the Nemesis; a server that throws (a corrupt log on restart) is a violation.
+raft_sim::Scenario snapshot_scenario(std::size_t nodes) {
+  return {.nodes = nodes,
+          .duration = 10s,
+          .quiet = 4s,
+          .configure =
+              [](pods::ReplicatedLogOptions& o) {
+                o.log.segment_bytes = 256;
+                o.snapshot_every = 4;
+              },
+          .throw_is_violation = true};
 }
 
-using Net = pods::sim::Network<Msg>;
-using KvModel = pods::sim::KvModel;
-using History = pods::sim::History<pods::sim::KvInput, pods::sim::KvOutput>;
-
-struct SimWorld {
-  pods::sim::Simulation& sim;
-  History history;
-  std::map<std::uint64_t, History::Id> pending;             // operation id -> history id
-  std::map<std::uint64_t, std::vector<std::byte>> applied;  // index -> command
-  std::string violation;
-
-  explicit SimWorld(pods::sim::Simulation& s)
-      : sim(s), history([&s] { return s.now().time_since_epoch().count(); }) {}
-  void fail(const std::string& what) {
-    if (!violation.empty()) return;
-    std::ostringstream o;
-    o << what << " at " << sim.now().time_since_epoch().count() << " ns";
-    violation = o.str();
-  }
-};
-
-// Commands are (operation id, op, key, value); the snapshot is the map, encoded, so a wrong
-// restore answers a get wrongly and the history check fails.
-struct SnapKv {
-  SimWorld* world = nullptr;
-  std::map<std::string, std::string> data;
-
-  void apply(std::uint64_t index, std::span<const std::byte> command) {
-    auto [it, fresh] = world->applied.try_emplace(index, command.begin(), command.end());
-    if (!fresh && !std::equal(command.begin(), command.end(), it->second.begin(), it->second.end()))
-      world->fail("two servers applied different commands at index " + std::to_string(index));
-    pods::wire::Reader r(command, "command");
-    const std::uint64_t op_id = r.u64();
-    const auto op = static_cast<pods::sim::KvOp>(r.u8());
-    const std::string key = r.string();
-    const std::string value = r.string();
-    pods::sim::KvOutput out;
-    if (op == pods::sim::KvOp::get) {
-      if (auto v = data.find(key); v != data.end()) out.value = v->second;
-    } else {
-      data[key] = value;
-    }
-    if (auto p = world->pending.find(op_id); p != world->pending.end()) {
-      world->history.ok(p->second, out);
-      world->pending.erase(p);
-    }
-  }
-  std::vector<std::byte> snapshot() const {
-    pods::Buffer b;
-    pods::wire::Writer w(b);
-    w.count(data.size());
-    for (const auto& [k, v] : data) {
-      w.string(k);
-      w.string(v);
-    }
-    return b;
-  }
-  void restore(std::span<const std::byte> bytes) {
-    data.clear();
-    pods::wire::Reader r(bytes, "kv snapshot");
-    const std::size_t n = r.count(8);
-    for (std::size_t i = 0; i < n; ++i) {
-      std::string k = r.string();
-      data[k] = r.string();
-    }
-  }
-};
-
 template <class Rules>
-struct SnapNode {
-  SnapKv machine;
-  pods::ReplicatedLog<pods::MemoryStorage, Net::Endpoint, pods::sim::NodeClock, SnapKv, Rules> log;
+raft_sim::RunResult snap_run(std::uint64_t seed, std::size_t nodes, SnapshotsAndTransfers& ext) {
+  return raft_sim::run<Rules>(seed, snapshot_scenario(nodes), ext);
+}
 
-  SnapNode(const pods::sim::NodeContext<Msg>& ctx, SimWorld& world, std::vector<NodeId> voters)
-      : machine{&world, {}},
-        log(pods::MemoryStorage(ctx.storage), ctx.endpoint, ctx.clock, machine,
-            {.self = ctx.id,
-             .voters = std::move(voters),
-             .seed = ctx.random.fork(1).next(),
-             .log = {.segment_bytes = 256},
-             .snapshot_every = 4}) {}
-  void receive(NodeId from, Msg m) { log.receive(from, std::move(m)); }
-  void tick() { log.tick(); }
-  auto next_deadline() const { return log.next_deadline(); }
-};
-
-struct SnapRun {
-  std::string violation;
-  std::uint64_t operations = 0, ok = 0, taken = 0, installed = 0, crashes = 0, transfers = 0;
-};
-
-// One seeded run of 3 servers under every fault of the Nemesis, with a transfer of
-// leadership every 2 s, checked at every step and for linearizability at the end.
-template <class Rules>
-SnapRun snap_run(std::uint64_t seed) {
-  using Node = SnapNode<Rules>;
-  using SimCluster = pods::sim::Cluster<Node, Msg>;
-  pods::sim::Simulation sim(seed);
-  Net net(sim, {.loss = 0.01, .duplicate = 0.01, .min_delay = 1ms, .max_delay = 10ms});
-  SimWorld world(sim);
-  const std::vector<NodeId> voters{1, 2, 3};
-  SnapRun result;
-  SimCluster cluster(net, [&](const typename SimCluster::Context& ctx) {
-    return std::make_unique<Node>(ctx, world, voters);
-  });
-  for (NodeId id : voters)
-    cluster.add(id);
-  pods::sim::Nemesis nemesis(cluster, {.duration = 10s, .quiet = 4s});
-  const auto end = nemesis.end_at();
-  pods::Random draws(seed ^ 0x736e6170ULL);
-  struct Client {
-    std::uint64_t id = 0, op_id = 0;
-    bool busy = false, proposed = false;
-    pods::Buffer command;
-    NodeId target = 1;
-    pods::sim::Simulation::time_point give_up{};
-  };
-  std::vector<Client> clients(3);
-  std::uint64_t next_client = 1, next_op = 1;
-  for (Client& c : clients)
-    c.id = next_client++;
-  auto live = [&](NodeId id) -> Node* {
-    return cluster.is_up(id) && !cluster.is_paused(id) ? cluster.node(id) : nullptr;
-  };
-  std::function<void(std::size_t)> step_client = [&](std::size_t k) {
-    Client& c = clients[k];
-    const auto now = sim.now();
-    if (c.busy && world.pending.count(c.op_id) == 0) c.busy = false;
-    if (c.busy && now >= c.give_up) {
-      world.history.unknown(world.pending.at(c.op_id));
-      world.pending.erase(c.op_id);
-      c.busy = false;
-      c.id = next_client++;
-    }
-    if (!c.busy && now + 1s < end) {
-      const std::string key(1, static_cast<char>('x' + draws.below(2)));
-      pods::sim::KvInput in =
-          draws.chance(0.5) ? KvModel::get(key) : KvModel::put(key, std::to_string(next_op));
-      c.op_id = next_op++;
-      c.command.clear();
-      pods::wire::Writer w(c.command);
-      w.u64(c.op_id);
-      w.u8(static_cast<std::uint8_t>(in.op));
-      w.string(in.key);
-      w.string(in.value);
-      world.pending[c.op_id] = world.history.invoke(c.id, in);
-      c.busy = true;
-      c.proposed = false;
-      c.give_up = now + 1s;
-      ++result.operations;
-    }
-    if (c.busy && !c.proposed) {
-      Node* n = live(c.target);
-      if (n && n->log.propose(c.command)) {
-        c.proposed = true;
-      } else if (auto hint = n ? n->log.leader() : std::nullopt; hint && *hint != c.target) {
-        c.target = *hint;
-      } else {
-        c.target = voters[draws.below(voters.size())];
-      }
-    }
-    sim.schedule(20ms, [&step_client, k] { step_client(k); });
-  };
-  for (std::size_t k = 0; k < clients.size(); ++k)
-    sim.schedule(std::chrono::milliseconds(5 * k + 1), [&step_client, k] { step_client(k); });
-  std::function<void()> transfer = [&] {
-    for (NodeId id : voters) {
-      if (Node* n = live(id); n && n->log.is_leader()) {
-        if (n->log.transfer_leadership(voters[(id % 3)])) ++result.transfers;
-      }
-    }
-    sim.schedule(2s, transfer);
-  };
-  sim.schedule(2s, transfer);
-
-  std::map<std::uint64_t, NodeId> leaders;                                     // term -> leader
-  std::map<std::uint64_t, std::pair<std::uint64_t, std::uint64_t>> committed;  // index -> terms
-  std::map<NodeId, std::pair<std::uint64_t, std::uint64_t>> marks;             // incarnation, mark
-  std::map<NodeId, std::pair<std::uint64_t, std::uint64_t>> counts;            // taken, installed
-  try {
-    while (sim.now() < end && sim.step()) {
-      for (NodeId id : voters) {
-        Node* n = cluster.node(id);
-        if (!n) continue;
-        auto& log = n->log;
-        auto& [incarnation, mark] = marks[id];
-        auto& [taken, installed] = counts[id];
-        if (incarnation != cluster.incarnation(id)) {
-          result.taken += taken;
-          result.installed += installed;
-          incarnation = cluster.incarnation(id);
-          mark = 0;
-        }
-        taken = log.snapshots_taken();
-        installed = log.snapshots_installed();
-        if (log.commit_index() < mark) world.fail("a high-water mark went back");
-        // §7: below the snapshot the terms are gone; what it covers was checked as committed.
-        for (std::uint64_t i = std::max(mark + 1, log.snapshot_index()); i <= log.commit_index();
-             ++i) {
-          if (i == 0) continue;
-          auto [it, fresh] = committed.try_emplace(i, log.term_at(i), log.term());
-          it->second.second = std::min(it->second.second, log.term());
-          if (!fresh && it->second.first != log.term_at(i))
-            world.fail("server " + std::to_string(id) + " committed a different entry at " +
-                       std::to_string(i));
-        }
-        mark = log.commit_index();
-        if (!log.is_leader()) continue;
-        auto [l, fresh] = leaders.try_emplace(log.term(), id);
-        if (l->second != id) world.fail("two leaders in term " + std::to_string(log.term()));
-        if (fresh) {
-          for (const auto& [i, t] : committed) {
-            if (i >= log.snapshot_index() && t.second < log.term() && log.term_at(i) != t.first) {
-              world.fail("a leader lacks committed entry " + std::to_string(i));
-              break;
-            }
-          }
-        }
-      }
-      if (!world.violation.empty()) break;
-    }
-  } catch (const std::exception& e) {
-    world.fail(std::string("a server threw: ") + e.what());
+void snapshot_sweep(std::size_t nodes, std::uint64_t n) {
+  SnapshotsAndTransfers ext;
+  raft_sim::RunResult total;
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    const raft_sim::RunResult r = snap_run<pods::RaftRules>(seed, nodes, ext);
+    INFO(nodes << " servers, seed " << seed << ": " << r.violation);
+    REQUIRE(r.violation.empty());
+    total.operations += r.operations;
+    total.ok += r.ok;
+    total.crashes += r.crashes;
+    total.pauses += r.pauses;
   }
-  for (const auto& [id, c] : counts) {
-    result.taken += c.first;
-    result.installed += c.second;
-  }
-  for (const auto& e : nemesis.log())
-    result.crashes += e.what.rfind("crash ", 0) == 0 ? 1 : 0;
-  if (world.violation.empty()) {
-    for (auto& [op, id] : world.pending)
-      world.history.unknown(id);
-    const auto ops = world.history.operations();
-    for (const auto& o : ops)
-      result.ok += o.output ? 1 : 0;
-    const auto check = pods::sim::check_linearizable(KvModel{}, std::span(ops), 10s);
-    if (check.verdict == pods::sim::Verdict::illegal) world.fail("the history is not linearizable");
-  }
-  result.violation = world.violation;
-  return result;
+  CHECK(ext.taken > 0);
+  CHECK(total.ok > 0);
+  WARN(nodes << " servers, " << n << " seeds: " << total.operations << " operations, " << total.ok
+             << " answered, " << ext.taken << " snapshots taken, " << ext.installed
+             << " installed, " << total.crashes << " crashes, " << total.pauses << " pauses, "
+             << ext.transfers << " transfers started");
 }
 
 }  // namespace
@@ -851,37 +687,20 @@ TEST_CASE(
     "7, 3.10: on the simulator, snapshots every 4 entries, installs and transfers stay "
     "safe and linearizable under the nemesis",
     "[replicated_log][snapshot][sim]") {
-  SnapRun total;
-  const std::uint64_t n = seeds(4);
-  for (std::uint64_t seed = 1; seed <= n; ++seed) {
-    const SnapRun r = snap_run<pods::RaftRules>(seed);
-    INFO("seed " << seed << ": " << r.violation);
-    REQUIRE(r.violation.empty());
-    total.operations += r.operations;
-    total.ok += r.ok;
-    total.taken += r.taken;
-    total.installed += r.installed;
-    total.crashes += r.crashes;
-    total.transfers += r.transfers;
-  }
-  CHECK(total.taken > 0);
-  CHECK(total.ok > 0);
-  WARN(n << " seeds: " << total.operations << " operations, " << total.ok << " answered, "
-         << total.taken << " snapshots taken, " << total.installed << " installed, "
-         << total.crashes << " crashes, " << total.transfers << " transfers started");
+  snapshot_sweep(3, raft_sim::seeds(4));
 }
 
 TEST_CASE("Mutation: on the simulator, a non-durable InstallSnapshot (7) is caught",
           "[replicated_log][snapshot][sim]") {
-  std::uint64_t caught = 0, first = 0;
+  std::uint64_t first = 0;
   std::string why;
-  for (std::uint64_t seed = 1; seed <= 20 && caught == 0; ++seed) {
-    if (auto r = snap_run<NonDurableInstall>(seed); !r.violation.empty()) {
-      why = r.violation;
-      ++caught;
+  for (std::uint64_t seed = 1; seed <= raft_sim::mutation_seeds && first == 0; ++seed) {
+    SnapshotsAndTransfers ext;
+    if (auto r = snap_run<NonDurableInstall>(seed, 3, ext); !r.violation.empty()) {
+      why = r.violation.substr(0, r.violation.find('\n'));
       first = seed;
     }
   }
   WARN("a non-durable install caught at seed " << first << ": " << why);
-  CHECK(caught > 0);
+  CHECK(first > 0);
 }
