@@ -249,8 +249,8 @@ struct Readers {
   }
 };
 
-raft_sim::Scenario scenario(Path p, bool check_quorum = true) {
-  raft_sim::Scenario s{.nodes = 3,
+raft_sim::Scenario scenario(Path p, bool check_quorum = true, std::size_t nodes = 3) {
+  raft_sim::Scenario s{.nodes = nodes,
                        .duration = 8s,
                        .quiet = 3s,
                        .min_gap = 50ms,
@@ -271,10 +271,10 @@ struct Totals {
 };
 
 template <class ReadRules = pods::ReadRules>
-std::string run_one(Path p, std::uint64_t seed, Totals& t, bool check_quorum = true) {
+std::string run_one(Path p, std::uint64_t seed, Totals& t, const raft_sim::Scenario& s) {
   Readers<ReadRules> readers(p);
   const raft_sim::RunResult r =
-      raft_sim::run<pods::RaftRules, pods::MemoryStorage>(seed, scenario(p, check_quorum), readers);
+      raft_sim::run<pods::RaftRules, pods::MemoryStorage>(seed, s, readers);
   t.reads_ok += readers.reads_ok;
   t.reads_failed += readers.reads_failed;
   t.stale_checked += readers.stale_checked;
@@ -284,16 +284,16 @@ std::string run_one(Path p, std::uint64_t seed, Totals& t, bool check_quorum = t
   return r.violation;
 }
 
-void sweep(Path p, const char* name, bool check_quorum = true) {
-  const std::uint64_t n = raft_sim::seeds(3);
+void sweep(Path p, const char* name, bool check_quorum = true, std::size_t nodes = 3) {
+  const std::uint64_t n = raft_sim::seeds(nodes == 3 ? 3 : 2);
   Totals t;
   for (std::uint64_t seed = 1; seed <= n; ++seed) {
-    const std::string v = run_one(p, seed, t, check_quorum);
-    INFO(name << " seed " << seed << ": " << v);
+    const std::string v = run_one(p, seed, t, scenario(p, check_quorum, nodes));
+    INFO(name << ", " << nodes << " servers, seed " << seed << ": " << v);
     REQUIRE(v.empty());
   }
   CHECK(t.reads_ok + t.stale_checked > 0);
-  WARN(name << ", 3 servers, " << n << " seeds: " << t.reads_ok << " reads answered, "
+  WARN(name << ", " << nodes << " servers, " << n << " seeds: " << t.reads_ok << " reads answered, "
             << t.reads_failed << " refused or timed out, " << t.stale_checked
             << " read-your-writes checks, " << t.operations << " writes and log reads, "
             << t.crashes << " crashes, " << t.pauses << " pauses");
@@ -322,13 +322,21 @@ TEST_CASE("BoundedStaleRead reads see the client's own writes under every fault"
   sweep(Path::stale, "BoundedStaleRead");
 }
 
+TEST_CASE("On 5 servers every read path keeps its guarantee under every fault", "[reads][sim]") {
+  sweep(Path::read_index, "ReadIndex", true, 5);
+  sweep(Path::lease, "LeaseRead", true, 5);
+  sweep(Path::follower, "FollowerRead", true, 5);
+  sweep(Path::stale, "BoundedStaleRead", true, 5);
+}
+
 TEST_CASE("Mutation: ReadIndex without its heartbeat round is caught by check_linearizable",
           "[reads][sim]") {
   const std::uint64_t n = raft_sim::seeds(12);
   std::uint64_t caught = 0;
   for (std::uint64_t seed = 1; seed <= n && caught == 0; ++seed) {
     Totals t;
-    const std::string v = run_one<SkipRound>(Path::read_index, seed, t, false);
+    const std::string v =
+        run_one<SkipRound>(Path::read_index, seed, t, scenario(Path::read_index, false));
     if (!v.empty()) {
       caught = seed;
       WARN(v.substr(0, v.find('\n')));

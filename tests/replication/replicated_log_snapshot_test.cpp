@@ -690,6 +690,13 @@ TEST_CASE(
   snapshot_sweep(3, raft_sim::seeds(4));
 }
 
+TEST_CASE(
+    "7, 3.10: on the simulator, 5 servers with snapshots, installs and transfers stay safe and "
+    "linearizable under the nemesis",
+    "[replicated_log][snapshot][sim]") {
+  snapshot_sweep(5, raft_sim::seeds(3));
+}
+
 TEST_CASE("Mutation: on the simulator, a non-durable InstallSnapshot (7) is caught",
           "[replicated_log][snapshot][sim]") {
   std::uint64_t first = 0;
