@@ -607,8 +607,7 @@ class ConsistentCore {
     read(mode, "get",
          [this, key = std::move(key), done = std::move(done)](Outcome<std::uint64_t> at) mutable {
            if (!at) return done(at.error());
-           const CoreKeyValue* v = state_.find(key);
-           done(v ? std::optional<CoreKeyValue>(*v) : std::nullopt);
+           done(local_get(key));
          });
   }
 
@@ -620,14 +619,7 @@ class ConsistentCore {
          [this, prefix = std::move(prefix), limit,
           done = std::move(done)](Outcome<std::uint64_t> at) mutable {
            if (!at) return done(at.error());
-           std::vector<CoreKeyValue> out;
-           for (auto it = state_.keys().lower_bound(prefix);
-                it != state_.keys().end() && it->first.starts_with(prefix) &&
-                (limit == 0 || out.size() < limit);
-                ++it) {
-             out.push_back(it->second);
-           }
-           done(std::move(out));
+           done(local_range(prefix, limit));
          });
   }
 
@@ -678,6 +670,24 @@ class ConsistentCore {
   std::uint64_t applied_index() const noexcept { return log_.applied_index(); }
   // Returns the revision of the last change applied here (0: none).
   std::uint64_t revision() const noexcept { return state_.revision(); }
+  // Returns `key` as this server's state holds it now (nullopt: absent), with no read path and
+  // no side effect: possibly stale. Allocates (the copy).
+  std::optional<CoreKeyValue> local_get(std::string_view key) const {
+    const CoreKeyValue* v = state_.find(key);
+    return v ? std::optional<CoreKeyValue>(*v) : std::nullopt;
+  }
+  // Returns the keys with `prefix` in this server's state now, in key order, at most `limit`
+  // (0: no limit), as local_get. Allocates.
+  std::vector<CoreKeyValue> local_range(std::string_view prefix, std::size_t limit = 0) const {
+    std::vector<CoreKeyValue> out;
+    for (auto it = state_.keys().lower_bound(prefix);
+         it != state_.keys().end() && it->first.starts_with(prefix) &&
+         (limit == 0 || out.size() < limit);
+         ++it) {
+      out.push_back(it->second);
+    }
+    return out;
+  }
   // Returns the lease `id` as this server's state holds it (nullopt: none).
   std::optional<CoreLease> lease(std::uint64_t id) const {
     const auto it = state_.leases().find(id);
