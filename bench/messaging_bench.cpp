@@ -601,7 +601,10 @@ const bool registered = [] {
                                state_watch_publish_prefix)
       ->Arg(1)
       ->Arg(100);
-  benchmark::RegisterBenchmark("state_watch/take_1024_moved", state_watch_take)->Arg(0)->Arg(1);
+  benchmark::RegisterBenchmark("state_watch/take_1024", state_watch_take)
+      ->ArgName("moved")
+      ->Arg(0)
+      ->Arg(1);
   benchmark::RegisterBenchmark("state_watch/resume_1000_back", state_watch_resume);
 
   using pods::bench::compare;
