@@ -5,21 +5,59 @@
 // seeded differential test against a model that keeps every event in a vector and filters on
 // demand. Faults injected by the test's own adapter (never by the header) show that the
 // differential check notices a dropped, reordered or shifted event and a wrong close reason.
+// Without a sanitizer, a counting operator new checks what allocates and fails chosen
+// allocations to check that no watch silently skips an event.
 #include <pods/messaging/state_watch.hpp>
 
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <map>
+#include <new>
 #include <optional>
 #include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define PODS_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define PODS_TEST_SANITIZED 1
+#endif
+#endif
+
+#ifndef PODS_TEST_SANITIZED
+// Counts the allocations made while `counting` is set; fails the one `fail_at` names (1: the
+// next). The sanitizers bring their own operator new, so this is left out under them.
+namespace {
+std::atomic<bool> counting{false};
+std::atomic<std::size_t> allocations{0};
+std::atomic<std::size_t> fail_at{0};
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (counting.load(std::memory_order_relaxed)) {
+    const std::size_t count = allocations.fetch_add(1) + 1;
+    if (count == fail_at.load()) throw std::bad_alloc();
+  }
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
+#endif
 
 using pods::Errc;
 using pods::StateWatch;
@@ -537,6 +575,114 @@ TEST_CASE("StateWatch: bad options and arguments throw std::invalid_argument nam
   CHECK(w.history_size() == 1);
   CHECK(revisions(w.take(id)) == std::vector<std::uint64_t>{7});
 }
+
+TEST_CASE("StateWatch: const members may be read from several threads at once",
+          "[state_watch][threads]") {
+  StateWatch w({.max_buffered = 8});
+  const WatchId open_one = open(w, {.key = "k1"});  // the odd revisions
+  const WatchId full_one = open(w, {.key = "", .prefix = true});
+  for (std::uint64_t r = 1; r <= 9; ++r)
+    w.publish(put(r, "k" + std::to_string(r % 2)));
+  const StateWatch& reader = w;
+  std::atomic<std::size_t> wrong{0};
+  auto read = [&] {
+    for (int i = 0; i < 20000; ++i) {
+      if (reader.closed(open_one) || reader.closed(full_one) != Errc::full ||
+          reader.buffered(open_one) != 5 || reader.buffered(full_one) != 8 ||
+          reader.revision() != 9 || reader.open_watches() != 1 || reader.history_size() != 9)
+        wrong.fetch_add(1);
+    }
+  };
+  std::thread a(read), b(read);
+  a.join();
+  b.join();
+  CHECK(wrong.load() == 0);
+}
+
+#ifndef PODS_TEST_SANITIZED
+namespace {
+// Counts the allocations `fn` makes.
+template <class Fn>
+std::size_t allocations_of(Fn fn) {
+  allocations = 0;
+  fail_at = 0;
+  counting = true;
+  fn();
+  counting = false;
+  return allocations.load();
+}
+}  // namespace
+
+TEST_CASE("StateWatch: what allocates, as the header says", "[state_watch]") {
+  StateWatch w;
+  const WatchId id = open(w, {.key = "k"});
+  std::vector<WatchEvent> events;
+  for (std::uint64_t r = 1; r <= 2000; ++r)
+    events.push_back(put(r, "k"));
+  for (std::size_t i = 0; i < 1000; ++i)  // warm up the scratch and the deques
+    w.publish(std::move(events[i]));
+  w.take(id);
+  // One shared node per event; the history's and the buffer's deques add a block of slots
+  // now and then (libstdc++: 32 shared pointers per block).
+  const std::size_t published = allocations_of([&] {
+    for (std::size_t i = 1000; i < 2000; ++i)
+      w.publish(std::move(events[i]));
+  });
+  CHECK(published >= 1000);
+  CHECK(published <= 1000 + 2 * 1000 / 32 + 4);
+  CHECK(allocations_of([&] {
+          (void)w.closed(id);
+          (void)w.buffered(id);
+          (void)w.revision();
+          (void)w.compacted_revision();
+          (void)w.open_watches();
+        }) == 0);
+}
+
+TEST_CASE("StateWatch: a failed allocation never makes a watch skip an event", "[state_watch]") {
+  // Fails the 1st, 2nd, ... allocation of a publish until one succeeds without failing; each
+  // time, every watch either has the event or closed with Errc::full, or the publish threw
+  // and changed nothing.
+  for (std::size_t nth = 1;; ++nth) {
+    StateWatch w({.max_buffered = 100});
+    std::vector<WatchId> ids;
+    for (int i = 0; i < 3; ++i)
+      ids.push_back(open(w, {.key = "k"}));
+    ids.push_back(open(w, {.key = "", .prefix = true}));
+    for (std::uint64_t r = 1; r <= 31; ++r)  // fills the first block of each deque but one slot
+      w.publish(put(r, "k"));
+    WatchEvent e = put(32, "k");
+    allocations = 0;
+    fail_at = nth;
+    counting = true;
+    bool threw = false;
+    try {
+      w.publish(std::move(e));
+    } catch (const std::bad_alloc&) {
+      threw = true;
+    }
+    counting = false;
+    const std::size_t made = allocations.load();
+    INFO("failing allocation " << nth << " of " << made);
+    if (threw) {
+      CHECK(w.revision() == 31);
+      for (const WatchId id : ids) {
+        CHECK(w.buffered(id) == 31);
+        CHECK_FALSE(w.closed(id));
+      }
+    } else {
+      CHECK(w.revision() == 32);
+      for (const WatchId id : ids) {
+        const auto got = w.take(id);
+        const bool has_it = !got.empty() && got.back().revision == 32;
+        CHECK((has_it || w.closed(id) == Errc::full));
+        CHECK(got.size() == (has_it ? 32u : 31u));
+      }
+    }
+    if (made < nth) break;  // this publish made fewer allocations than the one failed
+  }
+}
+#endif
 
 // ---- differential test ----------------------------------------------------------------------
 

@@ -97,6 +97,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -153,7 +154,9 @@ class StateWatch {
   // Records a change (retained in the history, shared with the watches), buffers it for every
   // open watch it matches and calls the hook as the header comment says. Throws
   // std::invalid_argument, changing nothing, when e.revision <= revision(), e.kind is neither
-  // put nor erase, or an erase carries a value. Allocates (see Cost).
+  // put nor erase, or an erase carries a value. Allocates (see Cost); std::bad_alloc before
+  // the event is recorded changes nothing, and a watch whose buffer cannot grow closes with
+  // Errc::full (it never skips the event silently).
   void publish(WatchEvent e) {
     if (e.revision <= revision_)
       throw std::invalid_argument(
@@ -165,26 +168,38 @@ class StateWatch {
       throw std::invalid_argument("StateWatch::publish: e.value must be empty for an erase");
     auto event = std::make_shared<WatchEvent>(std::move(e));
     matching(event->key, matched_);
+    // Room for every id to notify, so nothing below but a buffer slot allocates; the scratch
+    // is moved out because a hook may publish again.
+    std::vector<WatchId> ready = std::move(ready_);
+    ready.clear();
+    ready.reserve(matched_.size());
     history_.push_back(event);
     revision_ = event->revision;
     if (history_.size() > options_.history_limit) {
       compacted_ = history_.front()->revision;
       history_.pop_front();
     }
-    std::vector<WatchId> ready;
     for (const auto& [id, watch] : matched_) {
       Watch& w = *watch;
       if (event->revision < w.from) continue;  // a watch from a later revision
-      if (w.buffer.size() >= options_.max_buffered) {
+      bool full = w.buffer.size() >= options_.max_buffered;
+      if (!full) {
+        try {
+          w.buffer.push_back(event);
+        } catch (const std::bad_alloc&) {
+          full = true;
+        }
+      }
+      if (full) {
         close(id, w, Errc::full);
         ready.push_back(id);
-      } else {
-        w.buffer.push_back(event);
-        if (w.buffer.size() == 1) ready.push_back(id);
+      } else if (w.buffer.size() == 1) {
+        ready.push_back(id);
       }
     }
     std::sort(ready.begin(), ready.end());
     notify(ready);
+    ready_ = std::move(ready);
   }
 
   // Opens a watch and returns its id (ids start at 1 and are never reused). Its buffer starts
@@ -210,13 +225,18 @@ class StateWatch {
       }
       w.buffer.push_back(*it);
     }
-    const WatchId id = next_id_++;
-    Watch& stored = watches_.emplace(id, std::move(w)).first->second;
+    const WatchId id = next_id_;
+    const auto slot = watches_.emplace(id, std::move(w)).first;
+    Watch& stored = slot->second;
     if (!stored.closed) {
-      index_of(stored)[stored.key].push_back({id, &stored});  // ids only grow: stays sorted
-      if (stored.prefix) ++prefix_lengths_[stored.key.size()];
-      ++open_;
+      try {
+        index(id, stored);
+      } catch (...) {  // std::bad_alloc: no watch half made
+        watches_.erase(slot);
+        throw;
+      }
     }
+    ++next_id_;
     return id;
   }
 
@@ -367,6 +387,21 @@ class StateWatch {
     }
   }
 
+  // Adds an open watch to its index; on an exception nothing changed.
+  void index(WatchId id, Watch& w) {
+    Index& index = index_of(w);
+    auto [it, added] = index.try_emplace(w.key);
+    try {
+      it->second.push_back({id, &w});  // ids only grow: the list stays sorted
+      if (w.prefix) ++prefix_lengths_[w.key.size()];
+    } catch (...) {
+      if (!it->second.empty() && it->second.back().id == id) it->second.pop_back();
+      if (it->second.empty()) index.erase(it);
+      throw;
+    }
+    ++open_;
+  }
+
   void unindex(WatchId id, const Watch& w) {
     Index& index = index_of(w);
     auto it = index.find(w.key);
@@ -403,6 +438,7 @@ class StateWatch {
   std::map<std::size_t, std::size_t> prefix_lengths_;  // prefix length -> prefixes of it watched
   std::deque<Shared> history_;
   std::vector<Entry> matched_;  // scratch of publish (no hook runs while it is in use)
+  std::vector<WatchId> ready_;  // scratch of publish, moved out while in use
   std::shared_ptr<std::function<void(WatchId)>> hook_;
   std::uint64_t revision_ = 0;
   std::uint64_t compacted_ = 0;
