@@ -27,7 +27,8 @@
 // Guarantees:    - Per watch: the events taken are exactly the published events matching it
 //                  with revision >= its start (spec.from_revision, or revision() + 1 when 0),
 //                  each once, in increasing revision order, with nothing skipped; a watch that
-//                  cannot keep this promise closes (Errc::full, Errc::compacted) and then
+//                  cannot keep this promise closes (Errc::full: its buffer is full or could not
+//                  grow; Errc::compacted: a reset skipped revisions it wanted) and then
 //                  receives nothing more (what it buffered before can still be taken).
 //                - A key watch sees only that key ("a" does not see "ab"); a prefix watch sees
 //                  every key starting with the prefix; the empty prefix sees every key.
@@ -61,14 +62,15 @@
 //                revision(), a reset below revision(). watch() returns Errc::compacted or
 //                Errc::full as values; closed() gives a closed watch's reason. An exception
 //                from the hook propagates out of the call that called it (the state is
-//                consistent; watches after it in that call are not notified).
+//                consistent; watches after it in that call are not notified). std::bad_alloc
+//                from publish or watch leaves no half-made change.
 // Cost:          Expected, with k matching watches, W watches held, H history events, L
 //                distinct lengths of the prefixes watched (independent of the others' count):
 //                  publish  O((L + 1) |key| + k): a hash lookup of the key and of its prefix at
 //                           each watched length, then a buffer slot per matching watch;
-//                           allocates the shared event (one node), a history slot, the buffer
-//                           slots and, when a watch became ready, the list of their ids (the
-//                           key and value are moved, not copied);
+//                           allocates the shared event (one node) and, now and then, a block of
+//                           history or buffer slots (the key and value are moved, not copied;
+//                           the list of watches to notify is kept from call to call);
 //                  watch    O(|key| + log H + the history scanned from its start), allocates
 //                           its entry, an index slot and buffer slots;
 //                  take     O(n) for n events, allocates the returned vector and copies each
@@ -320,6 +322,7 @@ class StateWatch {
       throw std::invalid_argument("StateWatch::reset: revision must be at least revision() (" +
                                   std::to_string(revision_) + "), got " + std::to_string(revision));
     std::vector<WatchId> ready;
+    ready.reserve(open_);  // before any change: nothing below allocates
     for (auto& [id, w] : watches_) {
       if (!w.closed && std::max(w.from, revision_ + 1) <= revision) {
         close(id, w, Errc::compacted);
@@ -390,7 +393,7 @@ class StateWatch {
   // Adds an open watch to its index; on an exception nothing changed.
   void index(WatchId id, Watch& w) {
     Index& index = index_of(w);
-    auto [it, added] = index.try_emplace(w.key);
+    const auto it = index.try_emplace(w.key).first;
     try {
       it->second.push_back({id, &w});  // ids only grow: the list stays sorted
       if (w.prefix) ++prefix_lengths_[w.key.size()];
@@ -435,7 +438,7 @@ class StateWatch {
   std::unordered_map<WatchId, Watch> watches_;
   Index exact_;
   Index prefixes_;
-  std::map<std::size_t, std::size_t> prefix_lengths_;  // prefix length -> prefixes of it watched
+  std::map<std::size_t, std::size_t> prefix_lengths_;  // length -> open prefix watches of it
   std::deque<Shared> history_;
   std::vector<Entry> matched_;  // scratch of publish (no hook runs while it is in use)
   std::vector<WatchId> ready_;  // scratch of publish, moved out while in use
