@@ -9,3 +9,4 @@
 #include <pods/messaging/request_pipeline.hpp>
 #include <pods/messaging/request_waiting_list.hpp>
 #include <pods/messaging/singular_update_queue.hpp>
+#include <pods/messaging/state_watch.hpp>

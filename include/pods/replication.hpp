@@ -2,6 +2,7 @@
 // high-water mark, the read paths, Paxos and two-phase commit.
 #pragma once
 
+#include <pods/replication/consistent_core.hpp>
 #include <pods/replication/follower_reads.hpp>
 #include <pods/replication/high_water_mark.hpp>
 #include <pods/replication/paxos.hpp>
