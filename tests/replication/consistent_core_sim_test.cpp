@@ -51,7 +51,6 @@ struct Input {
   std::string value;           // put, cas
   std::int64_t delta = 0;      // increment
   std::uint64_t expected = 0;  // cas: the mod_revision expected (0: absent)
-  friend bool operator==(const Input&, const Input&) = default;
 };
 
 struct Output {
@@ -59,7 +58,6 @@ struct Output {
   std::string value;           // get
   std::uint64_t revision = 0;  // get: mod_revision; write ok: the change's revision
   std::int64_t number = 0;     // increment
-  friend bool operator==(const Output&, const Output&) = default;
 };
 
 // One possible state of a key. `revision` is the revision of its last change (known unless

@@ -648,10 +648,10 @@ class ConsistentCore {
   }
 
   // Returns when tick() next has work: the log's next deadline, or a lease's deadline on the
-  // leader when sooner.
+  // leader when sooner (not during a leadership transfer, which refuses the expiry entry).
   time_point next_deadline() const {
     time_point next = log_.next_deadline();
-    if (log_.is_leader()) {
+    if (log_.is_leader() && !log_.transfer_target()) {  // (a transfer refuses the expiry)
       for (const auto& [id, at] : deadlines_) {
         if (!expiring_.contains(id)) next = std::min(next, at);
       }
