@@ -8,11 +8,16 @@
 //                                          32 bytes in flight at the leader; the first
 //                                          simulated second (the election) is not counted,
 //                                          then 2 simulated seconds are.
+//   core/sim/3                             ConsistentCore on 3 servers, the same network
+//                                          without loss: 256 puts of 32 bytes on 100 keys in
+//                                          flight at the leader; counter puts_per_sim_s =
+//                                          puts acknowledged per simulated second.
 // No faults but the loss: this measures the log's own cost per command (encoding, the
 // simulated network, storage appends and syncs, the state machine), not recovery. The peer
 // for durable replication between processes is etcd, measured by scripts/bench_replication.sh.
 #include "bench_support.hpp"
 
+#include <pods/replication/consistent_core.hpp>
 #include <pods/replication/replicated_log.hpp>
 #include <pods/sim/cluster.hpp>
 #include <pods/sim/network.hpp>
@@ -27,6 +32,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace {
@@ -55,43 +61,56 @@ struct Server {
   auto next_deadline() const { return log.next_deadline(); }
 };
 
-// Runs one cluster: returns the commits counted in the measured simulated seconds.
-std::uint64_t run_cluster(std::size_t servers, double loss, std::uint64_t seed,
-                          std::chrono::nanoseconds measured) {
+// Runs one cluster of S: `load(cluster, voters)` every simulated millisecond; returns how far
+// `count(cluster, voters)` moved during the measured simulated seconds (after the first one,
+// the election).
+template <class S, class Load, class Count>
+std::uint64_t run_cluster_of(std::size_t servers, double loss, std::uint64_t seed,
+                             std::chrono::nanoseconds measured, Load load, Count count) {
   pods::sim::Simulation sim(seed);
   Net net(sim, {.loss = loss, .min_delay = 1ms, .max_delay = 10ms});
   std::vector<pods::NodeId> voters;
   for (pods::NodeId id = 1; id <= servers; ++id)
     voters.push_back(id);
-  pods::sim::Cluster<Server, Msg> cluster(net, [&](const pods::sim::NodeContext<Msg>& ctx) {
-    return std::make_unique<Server>(ctx, voters);
+  pods::sim::Cluster<S, Msg> cluster(net, [&](const pods::sim::NodeContext<Msg>& ctx) {
+    return std::make_unique<S>(ctx, voters);
   });
   for (pods::NodeId id : voters)
     cluster.add(id);
+  std::function<void()> client = [&] {
+    load(cluster, voters);
+    sim.schedule(1ms, client);
+  };
+  sim.schedule(1ms, client);
+  sim.run_for(1s);  // the election
+  const std::uint64_t before = count(cluster, voters);
+  sim.run_for(measured);
+  return count(cluster, voters) - before;
+}
+
+// Runs one cluster: returns the commits counted in the measured simulated seconds.
+std::uint64_t run_cluster(std::size_t servers, double loss, std::uint64_t seed,
+                          std::chrono::nanoseconds measured) {
   const std::vector<std::byte> command(32, std::byte{7});
   constexpr std::uint64_t in_flight = 256;
-  std::function<void()> client = [&] {
-    for (pods::NodeId id : voters) {
+  auto load = [&](pods::sim::Cluster<Server, Msg>& cluster, const std::vector<pods::NodeId>& ids) {
+    for (pods::NodeId id : ids) {
       Server* s = cluster.node(id);
       if (s == nullptr || !s->log.is_leader()) continue;
       while (s->log.last_index() - s->log.commit_index() < in_flight) {
         if (!s->log.propose(command)) break;
       }
     }
-    sim.schedule(1ms, client);
   };
-  sim.schedule(1ms, client);
-  sim.run_for(1s);  // the election
-  auto committed = [&] {
+  auto committed = [](pods::sim::Cluster<Server, Msg>& cluster,
+                      const std::vector<pods::NodeId>& ids) {
     std::uint64_t most = 0;
-    for (pods::NodeId id : voters) {
+    for (pods::NodeId id : ids) {
       if (Server* s = cluster.node(id)) most = std::max(most, s->machine.applied);
     }
     return most;
   };
-  const std::uint64_t before = committed();
-  sim.run_for(measured);
-  return committed() - before;
+  return run_cluster_of<Server>(servers, loss, seed, measured, load, committed);
 }
 
 void raft_sim(benchmark::State& state) {
@@ -116,6 +135,65 @@ BENCHMARK(raft_sim)
     ->Args({5, 0})
     ->Args({3, 10})
     ->Args({5, 10})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Iterations(3);
+
+// A ConsistentCore server on the simulator.
+struct CoreServer {
+  pods::ConsistentCore<pods::MemoryStorage, Net::Endpoint, pods::sim::NodeClock> core;
+
+  CoreServer(const pods::sim::NodeContext<Msg>& ctx, std::vector<pods::NodeId> voters)
+      : core(ctx.storage, ctx.endpoint, ctx.clock,
+             pods::ConsistentCoreOptions{.log = {.self = ctx.id,
+                                                 .voters = std::move(voters),
+                                                 .seed = ctx.random.fork(1).next()}}) {}
+  void receive(pods::NodeId from, Msg m) { core.receive(from, std::move(m)); }
+  void tick() { core.tick(); }
+  auto next_deadline() const { return core.next_deadline(); }
+};
+
+// Puts acknowledged by the leader in the measured simulated seconds: 256 puts of 32 bytes in
+// flight at the leader, on 100 keys.
+void core_sim(benchmark::State& state) {
+  const auto servers = static_cast<std::size_t>(state.range(0));
+  const std::chrono::nanoseconds measured = 2s;
+  std::uint64_t acked = 0;
+  std::uint64_t seed = 1;
+  for (auto _ : state) {
+    std::uint64_t done = 0, in_flight = 0, next = 0;
+    const std::vector<std::byte> value(32, std::byte{7});
+    auto load = [&](pods::sim::Cluster<CoreServer, Msg>& cluster,
+                    const std::vector<pods::NodeId>& ids) {
+      for (pods::NodeId id : ids) {
+        CoreServer* s = cluster.node(id);
+        if (s == nullptr || !s->core.is_leader()) continue;
+        while (in_flight < 256) {
+          ++in_flight;
+          s->core.put("key" + std::to_string(next++ % 100), value, {},
+                      [&](pods::Outcome<pods::CoreWrite> w) {
+                        --in_flight;
+                        if (w && w->ok) ++done;
+                      });
+        }
+        cluster.wake(id);
+      }
+    };
+    auto count = [&](pods::sim::Cluster<CoreServer, Msg>&, const std::vector<pods::NodeId>&) {
+      return done;
+    };
+    const std::uint64_t n = run_cluster_of<CoreServer>(servers, 0.0, seed++, measured, load, count);
+    benchmark::DoNotOptimize(n);
+    acked += n;
+  }
+  state.SetItemsProcessed(static_cast<std::int64_t>(acked));
+  state.counters["puts_per_sim_s"] = benchmark::Counter(
+      static_cast<double>(acked) /
+      (static_cast<double>(state.iterations()) * std::chrono::duration<double>(measured).count()));
+}
+BENCHMARK(core_sim)
+    ->Name("core/sim")
+    ->Args({3})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(3);
