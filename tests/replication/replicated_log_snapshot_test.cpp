@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -455,6 +456,20 @@ TEST_CASE("7: a stale InstallSnapshot (older term, or at or below the commit) is
     f.log->receive(1, InstallSnapshot{4, 9, 4, {{1, 2, 3}, {}}, bytes("x=1\n")});
     CHECK(f.log->dropped() == 1);
     CHECK(f.log->snapshots_installed() == 0);
+  }
+  SECTION("malformed: a log that would start among the state and snapshot segments' ids") {
+    const std::uint64_t top = std::numeric_limits<std::uint64_t>::max();
+    for (std::uint64_t last : {top, top - 1, top - 2, top - 3})
+      f.log->receive(1, InstallSnapshot{4, last, 4, {{1, 2, 3}, {}}, bytes("x=1\n")});
+    CHECK(f.log->dropped() == 4);
+    CHECK(f.log->snapshots_installed() == 0);
+    CHECK(f.log->last_index() == 2);
+    f.log->receive(1, InstallSnapshot{4, top - 4, 4, {{1, 2, 3}, {}}, bytes("x=1\n")});
+    CHECK(f.log->snapshots_installed() == 1);  // the highest index a log may start after
+    CHECK(f.log->last_index() == top - 4);
+    f.restart(false);
+    CHECK(f.log->last_index() == top - 4);
+    CHECK(f.machine.map.count("x") == 1);
   }
 }
 

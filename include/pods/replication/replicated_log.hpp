@@ -529,6 +529,11 @@ inline constexpr std::uint64_t raft_state_segment = std::numeric_limits<std::uin
 inline constexpr std::uint64_t raft_snapshot_segments[2] = {raft_state_segment - 1,
                                                             raft_state_segment - 2};
 
+// The largest index the log may hold: a log segment's id is the index of its first entry, so
+// indices stop below the state and snapshot segments' ids. An InstallSnapshot whose log would
+// start past it is malformed.
+inline constexpr std::uint64_t raft_max_index = raft_state_segment - 3;
+
 // A SegmentStorage view that hides the state and snapshot segments, so that the log sees only
 // its own.
 template <SegmentStorage S>
@@ -1556,7 +1561,7 @@ class ReplicatedLog {
   void handle(NodeId from, InstallSnapshot& s) {
     if (s.last_index == 0 || s.last_term == 0 || s.last_term > s.term ||
         s.configuration.voters.empty() || s.data.size() > options_.max_snapshot_bytes ||
-        s.last_index > SegmentedLog<detail::RaftLogStorage<Storage>>::max_index - 1) {
+        s.last_index >= detail::raft_max_index) {
       ++dropped_;
       return;
     }
