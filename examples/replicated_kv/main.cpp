@@ -27,6 +27,7 @@
 //       check_linearizable. Prints a summary and "verdict: linearizable ..." or "FAILED: ...".
 //       --stale-reads: the nodes answer gets from their own state and clients send gets to a
 //       random node; the run must then fail (the checker's own test at the process level).
+#include "../common/cli.hpp"
 #include "cluster.hpp"
 #include "load.hpp"
 #include "node.hpp"
@@ -42,14 +43,7 @@
 namespace {
 
 unsigned long long number(const std::string& flag, const char* text, unsigned long long max) {
-  char* end = nullptr;
-  const unsigned long long v = std::strtoull(text, &end, 10);
-  if (end == text || *end != '\0' || v == 0 || v > max) {
-    std::cerr << "replicated_kv: " << flag << ": a number from 1 to " << max << ", got " << text
-              << "\n";
-    std::exit(2);
-  }
-  return v;
+  return pods_examples::number("replicated_kv", flag, text, max);
 }
 
 }  // namespace

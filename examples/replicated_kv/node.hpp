@@ -10,6 +10,7 @@
 // "NL <id> <leader id or 0>" (not the leader) and "ERR <id>" (another entry won the index).
 #pragma once
 
+#include "../common/node_io.hpp"
 #include "kv.hpp"
 
 #include <pods/net/tcp_transport.hpp>
@@ -38,62 +39,20 @@
 
 namespace replicated_kv {
 
-using PeerTransport =
-    pods::net::TcpTransport<pods::ReplicatedLogMessage, pods::ReplicatedLogMessageCodec>;
-
-// The log's transport: the peer transport's handle; a refused send (queue full, no address
-// yet) is a lost message, which the log's retries cover.
-struct LogTransport {
-  PeerTransport peers;
-  void send(pods::NodeId to, pods::ReplicatedLogMessage m) { (void)peers.send(to, std::move(m)); }
-};
+using pods_examples::LogTransport;
+using pods_examples::PeerTransport;
 
 // stale_reads: a get is answered at once from this node's own state, leader or not, bypassing
 // the log (a deliberately broken mode: histories must then fail the checker).
 inline int run_node(pods::NodeId self, const std::string& dir, bool stale_reads = false) {
   PeerTransport transport(self, {.seed = self});
-  int wake[2];
-  if (::pipe(wake) != 0) throw std::runtime_error("pipe failed");
-  ::fcntl(wake[0], F_SETFL, O_NONBLOCK);
-  ::fcntl(wake[1], F_SETFL, O_NONBLOCK);
-  std::mutex mu;
-  std::vector<std::pair<pods::NodeId, pods::ReplicatedLogMessage>> inbox;
-  std::vector<std::string> control;
-  transport.on_receive([&](pods::NodeId from, pods::ReplicatedLogMessage m) {
-    std::lock_guard lock(mu);
-    inbox.emplace_back(from, std::move(m));
-    const char c = 1;
-    (void)::write(wake[1], &c, 1);
-  });
-
-  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  pods_examples::NodeInbox inbox;
+  inbox.receive_from(transport);
+  std::uint16_t client_port = 0;
+  const int listener = pods_examples::listen_loopback(client_port);
   int one = 1;
-  ::setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::listen(listener, 128) != 0) {
-    throw std::runtime_error("client port: bind or listen failed");
-  }
-  socklen_t len = sizeof addr;
-  ::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  std::cout << "ports " << transport.local_port() << ' ' << ntohs(addr.sin_port) << std::endl;
-
-  std::thread reader([&] {
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      std::lock_guard lock(mu);
-      control.push_back(line);
-      const char c = 1;
-      (void)::write(wake[1], &c, 1);
-    }
-    std::lock_guard lock(mu);
-    control.push_back("stop");
-    const char c = 1;
-    (void)::write(wake[1], &c, 1);
-  });
-  reader.detach();
+  std::cout << "ports " << transport.local_port() << ' ' << client_port << std::endl;
+  inbox.read_stdin();
 
   struct Conn {
     int fd;
@@ -126,31 +85,19 @@ inline int run_node(pods::NodeId self, const std::string& dir, bool stale_reads 
                           machine, {.self = self, .voters = {1, 2, 3}, .seed = self * 31 + 7});
   bool started = false;
   for (;;) {
-    std::vector<pollfd> fds{{listener, POLLIN, 0}, {wake[0], POLLIN, 0}};
+    std::vector<pollfd> fds{{listener, POLLIN, 0}, {inbox.wake_fd(), POLLIN, 0}};
     std::vector<std::uint64_t> ids;
     for (auto& [id, c] : conns) {
       fds.push_back({c.fd, POLLIN, 0});
       ids.push_back(id);
     }
     int timeout = 50;
-    if (started) {
-      const auto d = log.next_deadline() - pods::SteadyClock::now();
-      timeout = static_cast<int>(std::clamp<long long>(
-          std::chrono::duration_cast<std::chrono::milliseconds>(d).count() + 1, 0, 50));
-    }
+    if (started)
+      timeout = pods_examples::poll_timeout_ms(log.next_deadline(), pods::SteadyClock::now());
     ::poll(fds.data(), fds.size(), timeout);
-    if (fds[1].revents & POLLIN) {
-      char buf[256];
-      while (::read(wake[0], buf, sizeof buf) > 0) {
-      }
-    }
-    std::vector<std::pair<pods::NodeId, pods::ReplicatedLogMessage>> msgs;
+    std::vector<pods_examples::NodeInbox::Message> msgs;
     std::vector<std::string> lines;
-    {
-      std::lock_guard lock(mu);
-      msgs.swap(inbox);
-      lines.swap(control);
-    }
+    inbox.take(msgs, lines);
     for (const std::string& line : lines) {
       std::istringstream in(line);
       std::string word;
