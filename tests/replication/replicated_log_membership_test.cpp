@@ -805,7 +805,7 @@ TEST_CASE("Mutation: on the simulator, two concurrent changes (4.1) are caught u
 
 // The hurried plan asks for the changes back to back: with the rule kept, the second of each
 // pair is refused and the cluster stays safe, live and linearizable (the control). With two
-// concurrent changes allowed, the nemesis alone rarely produces the disjoint majorities (6
+// concurrent changes allowed, the nemesis alone rarely produces the disjoint majorities (11
 // of 1000 seeds): the count is reported; the split-changes scenario above is the one that
 // catches the broken rule on the simulator.
 TEST_CASE("4.1: back-to-back change requests stay safe; two concurrent changes, reported",
