@@ -965,10 +965,11 @@ inline int run_demo(const char* self_exe, const DemoOptions& o) {
       revoked_gone ? "gone at once" : "NOT gone");
   for (const Released& r : released) {
     std::printf(
-        "                  %s (ttl %lld ms) left alone: %zu keys gone %.2f s after the "
+        "                  %s (ttl %lld ms) left alone: %zu key%s gone %.2f s after the "
         "ttl (bound %.1f s)%s\n",
-        r.what.c_str(), static_cast<long long>(r.ttl_ms), r.keys.size(), r.gone_after_ttl_s,
-        bound_s, r.early ? ", SOME BEFORE IT" : "");
+        r.what.c_str(), static_cast<long long>(r.ttl_ms), r.keys.size(),
+        r.keys.size() == 1 ? "" : "s", r.gone_after_ttl_s, bound_s,
+        r.early ? ", SOME BEFORE IT" : "");
   }
   std::printf(
       "  watches         node %u: %zu events; resumed watch: %zu events over %u "
