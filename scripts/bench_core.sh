@@ -18,6 +18,7 @@ SECS="${SECONDS_PER_RUN:-${1:-10}}"
 N="${REQUESTS:-20000}"
 CLIENTS=(${CLIENTS:-1 16 64})
 bench_init
+FSYNC_LINE="$(bench_fsync_latency)"
 declare -A R
 
 BUILD="${PODS_RELEASE_BUILD:-build/release}"
@@ -128,3 +129,4 @@ for op in SET GET; do
 done
 echo "(ops/s / p50 us / p99 us; pods and etcd: 3 members, fsync before acknowledging, GET a"
 echo " linearizable read; redis: one server, appendfsync always; ratios are of ops/s)"
+echo "$FSYNC_LINE"

@@ -14,6 +14,7 @@ CLIENTS=(${CLIENTS:-1 16 64})
 VSIZE=100
 BUILD="${PODS_RELEASE_BUILD:-build/release}"
 bench_init
+FSYNC_LINE="$(bench_fsync_latency)"
 declare -A POD ETC
 
 pods_side() {
@@ -68,3 +69,4 @@ for c in "${CLIENTS[@]}"; do
   if [[ "$c" == 1 ]]; then p50_ratio="$(ratio "$pp50" "$ep50")"; fi
 done
 echo "p50 at 1 client, pods/etcd: ${p50_ratio:--} (below 1 means pods is faster)"
+echo "$FSYNC_LINE"

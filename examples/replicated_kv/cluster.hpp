@@ -6,8 +6,9 @@
 // After the faults a final read of every key must succeed; then the whole history is checked
 // with check_linearizable(KvModel). Every exit path kills the node processes.
 //
-// A client's request that gets no answer within the operation timeout, or whose connection
-// breaks after it was sent, is recorded as unknown (it may or may not have taken effect) and
+// A client's request that gets no answer within the operation timeout, whose connection
+// breaks after it was sent, or that is answered "UNK" (a snapshot covered it), is recorded
+// as unknown (it may or may not have taken effect) and
 // the client continues under a new client id. A request refused by "NL" (not the leader) or
 // "ERR" (another entry won its index) did not take effect: it is retried at the hinted node
 // until the timeout, and left out of the history if every attempt was refused.

@@ -52,6 +52,7 @@ struct Machine {
 
   void apply(std::uint64_t index, std::span<const std::byte> bytes) {
     const Command c = decode(bytes);
+    covered = index;
     pods::sim::KvOutput out;
     if (c.input.op == pods::sim::KvOp::get) {
       if (auto it = data.find(c.input.key); it != data.end()) out.value = it->second;
@@ -62,8 +63,41 @@ struct Machine {
     }
     if (on_apply) on_apply(index, c, out);
   }
-  std::vector<std::byte> snapshot() const { return {}; }
-  void restore(std::span<const std::byte>) {}
+  // Called after restore() with the index the restored state covers: the commands up to it
+  // are in the state without having been applied here, so whoever waits for one of them
+  // cannot learn its outcome.
+  std::function<void(std::uint64_t covered)> on_restore;
+  std::uint64_t covered = 0;  // the index of the last command applied or restored
+
+  // The snapshot (§7 of the Raft paper): the number of keys, then each key and value
+  // (length-prefixed, in key order), then the index the state covers.
+  std::vector<std::byte> snapshot() const {
+    pods::Buffer b;
+    pods::wire::Writer w(b);
+    w.count(data.size());
+    for (const auto& [k, v] : data) {
+      w.string(k);
+      w.string(v);
+    }
+    w.u64(covered);
+    return b;
+  }
+  // Replaces the state with a snapshot's. Throws pods::CorruptionError naming the offset for
+  // bytes that are not one (the state is then unchanged).
+  void restore(std::span<const std::byte> bytes) {
+    pods::wire::Reader r(bytes, "replicated_kv snapshot");
+    std::map<std::string, std::string> restored;
+    const std::size_t n = r.count(2 * 4);
+    for (std::size_t i = 0; i < n; ++i) {
+      std::string k = r.string();
+      restored[std::move(k)] = r.string();
+    }
+    const std::uint64_t index = r.u64();
+    r.expect_end();
+    data = std::move(restored);
+    covered = index;
+    if (on_restore) on_restore(index);
+  }
 };
 
 }  // namespace replicated_kv

@@ -7,7 +7,9 @@
 // Startup: prints "ports <peer port> <client port>" (both chosen by the OS), then reads
 // "peer I P" lines and "go" on stdin; end of stdin stops the node.
 // Client lines: "P <id> <key> <value>" and "G <id> <key>"; answers "OK <id> <value or ->",
-// "NL <id> <leader id or 0>" (not the leader) and "ERR <id>" (another entry won the index).
+// "NL <id> <leader id or 0>" (not the leader), "ERR <id>" (another entry won the index) and
+// "UNK <id>" (a snapshot from the leader covered the index before it applied here: the
+// outcome is unknown). Every node_snapshot_every applied entries the node snapshots its map.
 #pragma once
 
 #include "../common/node_io.hpp"
@@ -41,6 +43,10 @@ namespace replicated_kv {
 
 using pods_examples::LogTransport;
 using pods_examples::PeerTransport;
+
+// Every node snapshots its map after this many applied entries (§7), so that the log is
+// compacted and a node that was down long enough catches up by InstallSnapshot.
+inline constexpr std::uint64_t node_snapshot_every = 1000;
 
 // stale_reads: a get is answered at once from this node's own state, leader or not, bypassing
 // the log (a deliberately broken mode: histories must then fail the checker).
@@ -81,8 +87,22 @@ inline int run_node(pods::NodeId self, const std::string& dir, bool stale_reads 
     }
     waiting.erase(w);
   };
+  // A snapshot from the leader replaced the state: the commands it covers were applied
+  // elsewhere, and whether this node's won their index is unknown here.
+  machine.on_restore = [&](std::uint64_t covered) {
+    for (auto w = waiting.begin(); w != waiting.end() && w->first <= covered;) {
+      if (auto conn = conns.find(w->second.conn); conn != conns.end()) {
+        conn->second.out += "UNK " + w->second.id + '\n';
+      }
+      w = waiting.erase(w);
+    }
+  };
   pods::ReplicatedLog log(pods::FileStorage(dir), LogTransport{transport}, pods::SteadyClock{},
-                          machine, {.self = self, .voters = {1, 2, 3}, .seed = self * 31 + 7});
+                          machine,
+                          {.self = self,
+                           .voters = {1, 2, 3},
+                           .seed = self * 31 + 7,
+                           .snapshot_every = node_snapshot_every});
   bool started = false;
   for (;;) {
     std::vector<pollfd> fds{{listener, POLLIN, 0}, {inbox.wake_fd(), POLLIN, 0}};

@@ -54,6 +54,27 @@ bench_wait_for() {
   done
 }
 
+# Prints the latency of this disk's fdatasync (4 KiB appends to one file in $BENCH_TMP, 200
+# samples): the figure that sets every durable side's write latency, so that runs on different
+# days or machines can be compared.
+bench_fsync_latency() {
+  python3 - "$BENCH_TMP/fsync-probe" <<'PY'
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+block, samples = b"x" * 4096, []
+for _ in range(200):
+    os.write(fd, block)
+    t = time.perf_counter()
+    os.fdatasync(fd)
+    samples.append((time.perf_counter() - t) * 1e6)
+os.close(fd)
+os.remove(sys.argv[1])
+samples.sort()
+print("disk: fdatasync after a 4 KiB append: p50 %.0f us, p99 %.0f us (200 samples)"
+      % (samples[100], samples[198]))
+PY
+}
+
 bench_have() { command -v "$1" >/dev/null 2>&1; }
 
 # --- etcd -----------------------------------------------------------------------------

@@ -51,9 +51,13 @@
 //                    SnapshotLowWaterMark). A rebuilt server restores the snapshot, then the
 //                    log after it.
 //                  - InstallSnapshot (§7): a follower that needs a compacted entry gets the
-//                    snapshot; it makes it durable, keeps its log after it when it holds the
-//                    snapshot's entry with the same term, discards all of it otherwise,
-//                    restores the machine and replies; AppendEntries resume after it.
+//                    snapshot in chunks of options.snapshot_chunk_bytes (Figure 13), one in
+//                    flight at a time, each acknowledged with the bytes held so far (a lost
+//                    chunk is resent at the next heartbeat; one at an unexpected offset is
+//                    answered with the offset wanted); with the last chunk it makes the
+//                    snapshot durable, keeps its log after it when it holds the snapshot's
+//                    entry with the same term, discards all of it otherwise, restores the
+//                    machine and replies; AppendEntries resume after it.
 //                  - Leadership transfer (dissertation §3.10): transfer_leadership(to) stops
 //                    proposals, brings `to` up to date, sends it TimeoutNow; `to` campaigns at
 //                    once, without pre-vote, and the voters disregard their leader lease for
@@ -70,12 +74,12 @@
 //                majority of the next. A removed server cannot depose the leader while the
 //                leader is heard (pre-vote and check-quorum).
 // Not provided:  Joint consensus (changes of several servers at once), read paths (see
-//                follower_reads.hpp); chunked InstallSnapshot (one message carries the whole
-//                snapshot, resent every heartbeat until answered, and a follower drops one over
-//                options.max_snapshot_bytes); snapshots taken off the calling thread; exactly-once
-//                client commands (a command retried after a timeout may be applied twice:
-//                deduplicate in the state machine); liveness under clock drift beyond the timeouts'
-//                margins.
+//                follower_reads.hpp); snapshots over options.max_snapshot_bytes (a follower
+//                refuses their chunks), streamed to or from storage (the chunks of an incoming
+//                snapshot are gathered in memory); snapshots taken off the calling thread;
+//                exactly-once client commands (a command retried after a timeout may be applied
+//                twice: deduplicate in the state machine); liveness under clock drift beyond the
+//                timeouts' margins.
 // Thread safety: thread-confined: one thread calls receive, tick, propose and the
 //                accessors; the state machine is called from those calls.
 // Errors:        Bad options throw std::invalid_argument naming the option and the rule.
@@ -99,8 +103,10 @@
 //                bytes per member) and one replication round; the configurations in the log
 //                are kept in memory. A snapshot: machine.snapshot(), one write and sync of its
 //                bytes, the removal of the segments it covers; its bytes stay in memory (for
-//                InstallSnapshot). An install: one write and sync, a restore, and, when the log
-//                conflicts, the removal of every log segment.
+//                InstallSnapshot; a transfer under way keeps the snapshot it started with, shared
+//                by the followers receiving it). Sending one: a chunk per reply (a copy of at most
+//                snapshot_chunk_bytes). An install: its bytes gathered in memory, one write and
+//                sync, a restore, and, when the log conflicts, the removal of every log segment.
 // Example:
 //   pods::ReplicatedLog node(pods::MemoryStorage{}, out, clock, machine,
 //                            {.self = 1, .voters = {1}, .seed = 7});
@@ -143,6 +149,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -308,21 +315,31 @@ struct AppendReply {
 };
 
 // The leader's snapshot for a follower that needs entries the leader has compacted (§7): the
-// state machine's bytes at last_index, the term of that entry and the configuration then.
+// state machine's bytes at last_index, the term of that entry and the configuration then, sent
+// in chunks (Figure 13): `data` holds the snapshot's bytes from `offset`, and `done` marks the
+// last chunk. A snapshot that fits one chunk is one message with offset 0 and done.
 struct InstallSnapshot {
   std::uint64_t term = 0;
   std::uint64_t last_index = 0;
   std::uint64_t last_term = 0;
   RaftConfiguration configuration;
   std::vector<std::byte> data;
+  std::uint64_t offset = 0;  // where `data` starts in the snapshot's bytes
+  bool done = true;          // `data` ends the snapshot
 
   friend bool operator==(const InstallSnapshot&, const InstallSnapshot&) = default;
 };
 
-// The answer to an InstallSnapshot: the follower's term and the index its state now covers.
+// The answer to an InstallSnapshot: the follower's term and the index its state now covers
+// (0 from a follower with a higher term, or while a chunked snapshot is incomplete). For a
+// chunk that did not complete the snapshot, `snapshot_index` names the snapshot (its
+// last_index) and `offset` how many of its bytes the follower holds: the next chunk starts
+// there.
 struct InstallSnapshotReply {
   std::uint64_t term = 0;
   std::uint64_t last_index = 0;
+  std::uint64_t snapshot_index = 0;  // 0: not a chunk's progress
+  std::uint64_t offset = 0;
 
   friend bool operator==(const InstallSnapshotReply&, const InstallSnapshotReply&) = default;
 };
@@ -343,7 +360,10 @@ using ReplicatedLogMessage = std::variant<RequestVote, VoteReply, AppendEntries,
 // entries as a count then (term, kind byte 0..2, length-prefixed bytes); a configuration as
 // length-prefixed RaftConfiguration bytes, snapshot data length-prefixed. A RequestVote's
 // transfer flag is one trailing byte 1 when set and absent when not, so a RequestVote without
-// it reads as before. Version 1 had a no-op boolean where the kind byte is;
+// it reads as before. Likewise an InstallSnapshot chunk other than a whole snapshot (offset 0,
+// done) ends with its offset (u64) and done (boolean), and an InstallSnapshotReply with a
+// chunk's progress ends with snapshot_index and offset (u64 each); without them each reads as
+// the whole-snapshot message before chunks. Version 1 had a no-op boolean where the kind byte is;
 // version 2 had no heartbeat round in AppendEntries and AppendReply.
 struct ReplicatedLogMessageCodec {
   static constexpr std::uint8_t version = 3;
@@ -421,6 +441,15 @@ struct ReplicatedLogMessageCodec {
         s.configuration =
             RaftConfiguration::decode(r.bytes_view(), "ReplicatedLogMessage configuration");
         s.data = r.bytes();
+        if (r.remaining() > 0) {
+          const std::size_t at = r.offset();
+          s.offset = r.u64();
+          s.done = r.boolean();
+          if (s.offset == 0 && s.done) {
+            throw CorruptionError("ReplicatedLogMessage", at,
+                                  "a whole snapshot's offset 0 and done must be omitted");
+          }
+        }
         m = std::move(s);
         break;
       }
@@ -428,6 +457,15 @@ struct ReplicatedLogMessageCodec {
         InstallSnapshotReply s;
         s.term = r.u64();
         s.last_index = r.u64();
+        if (r.remaining() > 0) {
+          const std::size_t at = r.offset();
+          s.snapshot_index = r.u64();
+          s.offset = r.u64();
+          if (s.snapshot_index == 0) {
+            throw CorruptionError("ReplicatedLogMessage", at,
+                                  "a reply without a chunk's progress must omit it");
+          }
+        }
         m = s;
         break;
       }
@@ -481,10 +519,18 @@ struct ReplicatedLogMessageCodec {
     s.configuration.encode(config);
     w.bytes(config);
     w.bytes(s.data);
+    if (s.offset != 0 || !s.done) {
+      w.u64(s.offset);
+      w.boolean(s.done);
+    }
   }
   static void put(wire::Writer& w, const InstallSnapshotReply& s) {
     w.u64(s.term);
     w.u64(s.last_index);
+    if (s.snapshot_index != 0) {
+      w.u64(s.snapshot_index);
+      w.u64(s.offset);
+    }
   }
   static void put(wire::Writer& w, const TimeoutNow& t) { w.u64(t.term); }
 };
@@ -513,7 +559,8 @@ struct ReplicatedLogOptions {
   std::uint64_t seed = 0;              // election jitter
   LogOptions log{};                    // the storage log's segments (sync is managed here)
   std::uint64_t snapshot_every = 0;    // §7: snapshot after this many applied entries (0: never)
-  std::size_t max_snapshot_bytes = std::size_t{64} << 20;  // larger InstallSnapshots are dropped
+  std::size_t max_snapshot_bytes = std::size_t{64} << 20;   // larger snapshots are refused
+  std::size_t snapshot_chunk_bytes = std::size_t{1} << 20;  // bytes per InstallSnapshot chunk
 };
 
 enum class RaftRole { follower, pre_candidate, candidate, leader };
@@ -694,7 +741,8 @@ class ReplicatedLog {
     std::vector<std::byte> data = machine_.snapshot();
     write_snapshot(index, t, config, data, true);
     drop_prefix(index, t, std::move(config));
-    snapshot_data_ = std::move(data);
+    current_ = std::make_shared<const SnapshotImage>(
+        SnapshotImage{index, t, configuration_at(index), std::move(data)});
     ++snapshots_taken_;
     lwm_.snapshot_taken(index);
     lwm_.clean(log_);
@@ -874,6 +922,15 @@ class ReplicatedLog {
   const ReplicatedLogOptions& options() const noexcept { return options_; }
 
  private:
+  // A snapshot as the leader sends it (§7): shared by the peers it is being sent to, so that
+  // taking a newer one does not copy or cut their transfers.
+  struct SnapshotImage {
+    std::uint64_t index = 0;
+    std::uint64_t term = 0;
+    RaftConfiguration configuration;
+    std::vector<std::byte> data;
+  };
+
   struct Peer {
     NodeId id;
     std::uint64_t next = 1;     // the next index to send (§5.3 nextIndex)
@@ -882,6 +939,8 @@ class ReplicatedLog {
     bool matched = false;       // has acknowledged an AppendEntries in this term
     std::uint64_t match = 0;    // the highest index acknowledged in this term
     std::uint64_t round = 0;    // the highest heartbeat round answered in this term
+    std::shared_ptr<const SnapshotImage> sending{};  // the snapshot sent to it in chunks
+    std::uint64_t snapshot_offset = 0;               // where its next chunk starts
   };
 
   // ---- options and durable state ------------------------------------------------------
@@ -913,6 +972,7 @@ class ReplicatedLog {
     }
     if (o.window == 0) fail("window must be at least 1");
     if (o.max_batch_entries == 0) fail("max_batch_entries must be at least 1");
+    if (o.snapshot_chunk_bytes == 0) fail("snapshot_chunk_bytes must be at least 1");
     return o;
   }
 
@@ -1016,7 +1076,8 @@ class ReplicatedLog {
     base_term_ = best->last_term;
     configs_.assign(1, {index, std::move(best->configuration)});
     machine_.restore(best->data);
-    snapshot_data_ = std::move(best->data);
+    current_ = std::make_shared<const SnapshotImage>(
+        SnapshotImage{index, best->last_term, configs_.front().second, std::move(best->data)});
     applied_ = index;
     mark_.follow(index);
     lwm_.snapshot_taken(index);
@@ -1101,7 +1162,8 @@ class ReplicatedLog {
     }
     synced_ = std::max(synced_, s.last_index);
     machine_.restore(s.data);
-    snapshot_data_ = s.data;
+    current_ = std::make_shared<const SnapshotImage>(
+        SnapshotImage{s.last_index, s.last_term, s.configuration, s.data});
     applied_ = s.last_index;
     mark_.follow(s.last_index);
     ++snapshots_installed_;
@@ -1222,7 +1284,7 @@ class ReplicatedLog {
     for (const std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
       for (NodeId id : *ids) {
         if (id != options_.self && !peer(id)) {
-          peers_.push_back(Peer{id, last_index(), 0, true, false, 0});
+          peers_.push_back(Peer{.id = id, .next = last_index(), .heard = true});
         }
       }
     }
@@ -1319,7 +1381,7 @@ class ReplicatedLog {
     const RaftConfiguration& c = configuration();
     for (const std::vector<NodeId>* ids : {&c.voters, &c.learners}) {
       for (NodeId id : *ids) {
-        if (id != options_.self) peers_.push_back(Peer{id, last_index(), 0, false, false, 0});
+        if (id != options_.self) peers_.push_back(Peer{.id = id, .next = last_index()});
       }
     }
     const time_point now = clock_.now();
@@ -1390,8 +1452,7 @@ class ReplicatedLog {
     if (p.next <= base_) {
       if (p.in_flight > 0) return;
       p.in_flight = options_.window;
-      (void)transport_.send(p.id, InstallSnapshot{term(), base_, base_term_,
-                                                  configuration_at(base_), snapshot_data_});
+      send_snapshot_chunk(p);
       return;
     }
     bool sent = false;
@@ -1407,6 +1468,30 @@ class ReplicatedLog {
       sent = true;
       (void)transport_.send(p.id, std::move(a));
     }
+  }
+
+  // §7, Figure 13: sends `p` the chunk at its offset of the snapshot it is being sent (the
+  // current one when none is). A transfer goes on with its snapshot when a newer one is
+  // taken meanwhile, so frequent snapshots cannot starve it; the follower then needs the next
+  // one. One chunk is in flight at a time: the next goes out on the reply, and a lost one is
+  // resent at the next heartbeat.
+  void send_snapshot_chunk(Peer& p) {
+    if (!p.sending) {
+      p.sending = current_;
+      p.snapshot_offset = 0;
+    }
+    const SnapshotImage& image = *p.sending;
+    if (p.snapshot_offset > image.data.size()) p.snapshot_offset = 0;
+    const std::size_t from = static_cast<std::size_t>(p.snapshot_offset);
+    const std::size_t n = std::min(options_.snapshot_chunk_bytes, image.data.size() - from);
+    const auto first = image.data.begin() + static_cast<std::ptrdiff_t>(from);
+    (void)transport_.send(p.id, InstallSnapshot{term(),
+                                                image.index,
+                                                image.term,
+                                                image.configuration,
+                                                {first, first + static_cast<std::ptrdiff_t>(n)},
+                                                p.snapshot_offset,
+                                                from + n == image.data.size()});
   }
 
   void advance_commit() {
@@ -1560,7 +1645,8 @@ class ReplicatedLog {
 
   void handle(NodeId from, InstallSnapshot& s) {
     if (s.last_index == 0 || s.last_term == 0 || s.last_term > s.term ||
-        s.configuration.voters.empty() || s.data.size() > options_.max_snapshot_bytes ||
+        s.configuration.voters.empty() || s.offset > options_.max_snapshot_bytes ||
+        s.data.size() > options_.max_snapshot_bytes - s.offset ||
         s.last_index >= detail::raft_max_index) {
       ++dropped_;
       return;
@@ -1571,7 +1657,36 @@ class ReplicatedLog {
     }
     if (!follow_leader(from, s.term)) return;
     // §7: a snapshot at or below the commit index is old news (what it covers is here).
-    if (s.last_index > mark_.value()) install(s);
+    if (s.last_index <= mark_.value()) {
+      incoming_.reset();
+      (void)transport_.send(from, InstallSnapshotReply{term(), s.last_index});
+      return;
+    }
+    // Figure 13: the chunks of one snapshot (this term's leader, this index and term) are
+    // gathered in order; a chunk at another offset is answered with the offset expected.
+    const bool same = incoming_ && incoming_->term == s.term &&
+                      incoming_->last_index == s.last_index && incoming_->last_term == s.last_term;
+    if (!same) {
+      incoming_.reset();
+      if (s.offset == 0) {
+        incoming_ =
+            InstallSnapshot{s.term, s.last_index, s.last_term, s.configuration, {}, 0, false};
+      }
+    }
+    const std::uint64_t held = incoming_ ? incoming_->data.size() : 0;
+    if (!incoming_ || s.offset != held) {
+      (void)transport_.send(from, InstallSnapshotReply{term(), 0, s.last_index, held});
+      return;
+    }
+    incoming_->data.insert(incoming_->data.end(), s.data.begin(), s.data.end());
+    if (!s.done) {
+      (void)transport_.send(from,
+                            InstallSnapshotReply{term(), 0, s.last_index, incoming_->data.size()});
+      return;
+    }
+    const InstallSnapshot whole = std::move(*incoming_);
+    incoming_.reset();
+    install(whole);
     (void)transport_.send(from, InstallSnapshotReply{term(), s.last_index});
   }
 
@@ -1583,12 +1698,21 @@ class ReplicatedLog {
     if (role_ != RaftRole::leader || r.term != term()) return;
     Peer* p = peer(from);
     if (!p) return;
-    if (r.last_index > last_index()) {
+    if (r.last_index > last_index() || (r.snapshot_index != 0 && r.last_index != 0)) {
       ++dropped_;
+      return;
+    }
+    if (r.snapshot_index != 0) {  // a chunk's progress: the next chunk from where it stands
+      p->heard = true;
+      if (!p->sending || r.snapshot_index != p->sending->index || p->next > base_) return;
+      p->snapshot_offset = r.offset;
+      p->in_flight = 0;
+      send_append(*p, false);
       return;
     }
     p->heard = true;
     p->in_flight = 0;
+    p->sending.reset();
     p->matched = true;
     p->match = std::max(p->match, r.last_index);
     p->next = std::max(p->next, r.last_index + 1);
@@ -1704,8 +1828,9 @@ class ReplicatedLog {
   Buffer buffer_;
   std::uint64_t base_ = 0;       // the snapshot's index: terms_[i - base_ - 1] is entry i's term
   std::uint64_t base_term_ = 0;  // the snapshot's term
-  std::vector<std::byte> snapshot_data_;  // the durable snapshot's bytes, for InstallSnapshot
-  std::uint64_t snapshot_slot_ = 0;       // the segment holding it (0: none)
+  std::shared_ptr<const SnapshotImage> current_;  // the durable snapshot, for InstallSnapshot
+  std::optional<InstallSnapshot> incoming_;       // the chunks received of a leader's snapshot
+  std::uint64_t snapshot_slot_ = 0;               // the segment holding it (0: none)
   SnapshotLowWaterMark lwm_;
   std::uint64_t snapshots_taken_ = 0;
   std::uint64_t snapshots_installed_ = 0;
