@@ -96,8 +96,9 @@
 //                log entry that does not decode, throws pods::CorruptionError naming the
 //                segment (or entry) and the offset; so does a log that starts after the
 //                snapshot (or after index 1 without one). A torn snapshot is ignored.
-// Cost:          propose(): one log append (no sync). tick(): at most one sync of the log,
-//                then one message per follower per batch. A follower: one append and one
+// Cost:          propose(): one log append (no sync). tick(): one message per follower per
+//                batch, sent before at most one sync of the log (dissertation §10.2.1: the
+//                leader's write overlaps the followers'). A follower: one append and one
 //                sync per AppendEntries that carries entries. Memory: 8 bytes per log entry
 //                (the terms) and the state machine. A membership change: one log entry (8
 //                bytes per member) and one replication round; the configurations in the log
@@ -1435,14 +1436,18 @@ class ReplicatedLog {
 
   // ---- replication --------------------------------------------------------------------
 
-  // Syncs what was appended and counts the leader's own copy (§5.4.2 via HighWaterMark).
+  // Sends what was appended to the followers, then syncs it and counts the leader's own copy
+  // (§5.4.2 via HighWaterMark). Dissertation §10.2.1: the leader may write its log in
+  // parallel with replicating it, since it counts itself only for what it synced; the
+  // followers' syncs then overlap its own instead of following it. An entry a majority synced
+  // is committed even if the leader crashes before its own sync.
   void flush() {
     if (synced_ == last_index()) return;
+    for (Peer& p : peers_)
+      send_append(p, false);
     sync_log();
     if (quorum_.contains(options_.self)) mark_.acknowledge(options_.self, synced_);
     advance_commit();
-    for (Peer& p : peers_)
-      send_append(p, false);
   }
 
   // Sends up to the window of AppendEntries to `p` (one, possibly empty, when `heartbeat`).
@@ -1456,10 +1461,11 @@ class ReplicatedLog {
       return;
     }
     bool sent = false;
-    while (p.in_flight < options_.window && (p.next <= synced_ || (heartbeat && !sent))) {
+    const std::uint64_t last = last_index();  // synced or not (§10.2.1, see flush)
+    while (p.in_flight < options_.window && (p.next <= last || (heartbeat && !sent))) {
       AppendEntries a{term(), p.next - 1, term_at(p.next - 1), mark_.value(), {}, round_};
       const std::uint64_t end =
-          std::min<std::uint64_t>(synced_, p.next - 1 + options_.max_batch_entries);
+          std::min<std::uint64_t>(last, p.next - 1 + options_.max_batch_entries);
       for (std::uint64_t i = p.next; i <= end; ++i) {
         a.entries.push_back(*entry(i));
       }
