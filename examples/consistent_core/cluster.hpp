@@ -164,9 +164,10 @@ class Nodes {
   static constexpr unsigned count = 3;
 
   // Starts nodes 1-3 on root/1, root/2, root/3 (created when missing) with
-  // `self_exe node --id I --dir root/I` and introduces them to each other. Throws
+  // `self_exe node --id I --dir root/I [flags...]` and introduces them to each other. Throws
   // std::runtime_error when one does not start (those started are killed).
-  Nodes(const char* self_exe, std::filesystem::path root) : exe_(self_exe), root_(std::move(root)) {
+  Nodes(const char* self_exe, std::filesystem::path root, std::vector<std::string> flags = {})
+      : exe_(self_exe), root_(std::move(root)), flags_(std::move(flags)) {
     try {
       for (unsigned id = 1; id <= count; ++id) {
         std::filesystem::create_directories(dir(id));
@@ -253,9 +254,10 @@ class Nodes {
 
  private:
   NodeProcess start(unsigned id) const {
-    return pods_examples::start_node_process(
-        exe_, {"consistent_core", "node", "--id", std::to_string(id), "--dir", dir(id).string()},
-        "node " + std::to_string(id));
+    std::vector<std::string> args{"consistent_core",  "node",  "--id",
+                                  std::to_string(id), "--dir", dir(id).string()};
+    args.insert(args.end(), flags_.begin(), flags_.end());
+    return pods_examples::start_node_process(exe_, args, "node " + std::to_string(id));
   }
   std::string peer_line(unsigned id) const {
     std::lock_guard lock(mu_);
@@ -273,6 +275,7 @@ class Nodes {
 
   const char* exe_;
   std::filesystem::path root_;
+  std::vector<std::string> flags_;  // passed to every node, restarts included
   mutable std::mutex mu_;
   std::array<NodeProcess, count> procs_{};
 };
@@ -281,6 +284,7 @@ class Nodes {
 struct NodeInfo {
   bool leader = false;
   std::uint64_t term = 0, commit_index = 0, applied_index = 0, revision = 0;
+  std::uint64_t snapshot_index = 0, snapshots_taken = 0, snapshots_installed = 0;
   unsigned leader_hint = 0;
 };
 
@@ -305,6 +309,9 @@ inline std::optional<NodeInfo> node_info(const Nodes& nodes, unsigned id, int ti
   info.commit_index = number("commit_index");
   info.applied_index = number("applied_index");
   info.revision = number("revision");
+  info.snapshot_index = number("snapshot_index");
+  info.snapshots_taken = number("snapshots_taken");
+  info.snapshots_installed = number("snapshots_installed");
   info.leader_hint = static_cast<unsigned>(number("leader"));
   return info;
 }

@@ -436,6 +436,9 @@ class Commands {
     line("leader_port", port ? std::to_string(*port) : "0");
     line("commit_index", std::to_string(core_.commit_index()));
     line("applied_index", std::to_string(core_.applied_index()));
+    line("snapshot_index", std::to_string(core_.log().snapshot_index()));
+    line("snapshots_taken", std::to_string(core_.log().snapshots_taken()));
+    line("snapshots_installed", std::to_string(core_.log().snapshots_installed()));
     line("revision", std::to_string(core_.revision()));
     line("leases", std::to_string(core_.lease_count()));
     line("watches", std::to_string(core_.watches().open_watches()));

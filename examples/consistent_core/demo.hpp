@@ -25,7 +25,9 @@
 // has no effect, so one that got no answer is simply left out.
 //
 //   consistent_core demo [--seconds S] [--seed N] [--clients C] [--op-timeout-ms T]
-//                        [--stale-reads] [--keep]
+//                        [--snapshot-every ENTRIES] [--stale-reads] [--keep]
+// --snapshot-every: the nodes snapshot the core every ENTRIES applied entries (default 2000,
+// so that restarted nodes recover from a snapshot and the summary counts them).
 // --stale-reads: clients send GETs to a random node with READMODE local (its own state,
 // bypassing ReadIndex); the checker must then find the history NOT linearizable.
 // Exit status 0 when every check passed, 1 otherwise, 2 for bad flags.
@@ -68,13 +70,14 @@ using cluster::RespClient;
 using cluster::SteadyClock;
 
 struct DemoOptions {
-  double seconds = 20;        // how long clients run while faults are injected
-  std::uint64_t seed = 1;     // the fault schedule's and the clients' seed
-  unsigned clients = 4;       // concurrent closed-loop clients
-  int op_timeout_ms = 3000;   // an operation without an answer by then is unknown
-  double check_seconds = 60;  // the linearizability checker's time budget
-  bool stale_reads = false;   // GETs answered from a random node's own state (broken)
-  bool keep = false;          // keep the data directories
+  double seconds = 20;                  // how long clients run while faults are injected
+  std::uint64_t seed = 1;               // the fault schedule's and the clients' seed
+  unsigned clients = 4;                 // concurrent closed-loop clients
+  int op_timeout_ms = 3000;             // an operation without an answer by then is unknown
+  double check_seconds = 60;            // the linearizability checker's time budget
+  bool stale_reads = false;             // GETs answered from a random node's own state (broken)
+  bool keep = false;                    // keep the data directories
+  std::uint64_t snapshot_every = 2000;  // the nodes' --snapshot-every: restarts recover from one
 };
 
 using Ms = std::chrono::milliseconds;
@@ -604,7 +607,9 @@ inline int run_demo(const char* self_exe, const DemoOptions& o) {
 
   std::unique_ptr<Nodes> nodes_ptr;
   try {
-    nodes_ptr = std::make_unique<Nodes>(self_exe, root);
+    nodes_ptr = std::make_unique<Nodes>(
+        self_exe, root,
+        std::vector<std::string>{"--snapshot-every", std::to_string(o.snapshot_every)});
   } catch (const std::exception& e) {
     std::printf("verdict: FAILED: %s\n", e.what());
     remove_data();
@@ -864,6 +869,16 @@ inline int run_demo(const char* self_exe, const DemoOptions& o) {
   while (SteadyClock::now() < watch_deadline && !(watch_log.finished && resumed_log.finished))
     std::this_thread::sleep_for(Ms(20));
   join();
+  // What the nodes compacted (counts since each node's last start).
+  std::string snapshots;
+  for (unsigned id = 1; id <= Nodes::count; ++id) {
+    const auto info = cluster::node_info(nodes, id, 2000);
+    snapshots += (id > 1 ? "; " : "") + std::string("node ") + std::to_string(id) + ": ";
+    snapshots += info ? "at index " + std::to_string(info->snapshot_index) + ", " +
+                            std::to_string(info->snapshots_taken) + " taken, " +
+                            std::to_string(info->snapshots_installed) + " installed"
+                      : "no answer";
+  }
   nodes.stop();
   const double run_s = s.now_s();
 
@@ -984,6 +999,8 @@ inline int run_demo(const char* self_exe, const DemoOptions& o) {
       check.verdict == pods::sim::Verdict::ok        ? "linearizable"
       : check.verdict == pods::sim::Verdict::illegal ? "NOT linearizable"
                                                      : "unknown (budget)");
+  std::printf("  snapshots       every %llu entries; %s\n",
+              static_cast<unsigned long long>(o.snapshot_every), snapshots.c_str());
   std::printf("  run             %.1f s in all\n", run_s);
   remove_data();
   if (!failures.empty()) {
@@ -1034,6 +1051,8 @@ inline int demo_main(const char* self_exe, int argc, char** argv) {
       o.clients = static_cast<unsigned>(number(a, argv[++i], 64));
     } else if (a == "--op-timeout-ms") {
       o.op_timeout_ms = static_cast<int>(number(a, argv[++i], 600000));
+    } else if (a == "--snapshot-every") {
+      o.snapshot_every = static_cast<std::uint64_t>(number(a, argv[++i], 1e12));
     } else {
       std::fprintf(stderr, "consistent_core demo: unknown flag %s\n", a.c_str());
       return 2;

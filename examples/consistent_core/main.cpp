@@ -2,7 +2,9 @@
 // Redis clients drive: redis-cli, redis-benchmark, any RESP2 client library.
 //
 //   consistent_core node --id I --dir D [--output-limit BYTES] [--watch-buffer EVENTS]
+//                        [--snapshot-every ENTRIES]
 //       One server: see node.hpp for its startup lines, commands.hpp for its commands.
+//       --snapshot-every: entries between snapshots of the core (default 100000, 0: never).
 //
 //   consistent_core cluster --dir D
 //       Three nodes on 127.0.0.1 (see cluster.hpp).
@@ -55,6 +57,8 @@ int main(int argc, char** argv) {
           o.output_limit = number(a, argv[i + 1], 1ull << 32);
         } else if (a == "--watch-buffer") {
           o.watch_buffer = number(a, argv[i + 1], 1u << 24);
+        } else if (a == "--snapshot-every") {
+          o.snapshot_every = number(a, argv[i + 1], 1ull << 40);
         } else {
           std::cerr << "consistent_core node: unknown flag " << a << "\n";
           return 2;
@@ -62,7 +66,7 @@ int main(int argc, char** argv) {
       }
       if (o.self == 0 || o.dir.empty()) {
         std::cerr << "usage: consistent_core node --id I --dir D [--output-limit BYTES] "
-                     "[--watch-buffer EVENTS]\n";
+                     "[--watch-buffer EVENTS] [--snapshot-every ENTRIES]\n";
         return 2;
       }
       std::signal(SIGPIPE, SIG_IGN);
@@ -79,7 +83,7 @@ int main(int argc, char** argv) {
                                       consistent_core::resp::Command(argv + 4, argv + argc));
     }
     std::cerr << "usage: consistent_core node --id I --dir D [--output-limit BYTES] "
-                 "[--watch-buffer EVENTS]\n"
+                 "[--watch-buffer EVENTS] [--snapshot-every ENTRIES]\n"
                  "       consistent_core cluster --dir D\n"
                  "       consistent_core demo [flags: see demo.hpp]\n"
                  "       consistent_core check --port P\n"

@@ -133,6 +133,10 @@ struct NodeOptions {
   std::string dir;
   std::size_t output_limit = std::size_t{1} << 20;  // bytes of output before backpressure
   std::size_t watch_buffer = 4096;                  // StateWatchOptions::max_buffered
+  // The log snapshots the core after this many applied entries (0: never), dropping the
+  // segments it covers; a node that fell behind gets the snapshot (in chunks). etcd's
+  // --snapshot-count has the same default.
+  std::uint64_t snapshot_every = 100000;
   resp::ParserLimits limits;
 };
 
@@ -298,7 +302,8 @@ inline int run_node(const NodeOptions& o) {
         pods::ConsistentCoreOptions options{
             .log = {.self = o.self,
                     .voters = std::vector<pods::NodeId>(voters.begin(), voters.end()),
-                    .seed = o.self * 31 + 7}};
+                    .seed = o.self * 31 + 7,
+                    .snapshot_every = o.snapshot_every}};
         options.watch.max_buffered = o.watch_buffer;
         core =
             std::make_unique<Core>(pods::FileStorage(o.dir), pods_examples::LogTransport{transport},
