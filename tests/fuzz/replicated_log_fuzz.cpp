@@ -7,8 +7,9 @@
 // AppendEntries is delivered a second time with every entry turned into a configuration entry,
 // so that arbitrary bytes reach the configuration decoder, which must drop the message or
 // adopt a configuration that has a voter and lies within the log. The leader
-// snapshots after every applied entry, so a refusal sends it InstallSnapshot (§7), and it is
-// handing leadership to server 3 (§3.10), so a reply can make it send TimeoutNow.
+// snapshots after every applied entry, so a refusal sends it InstallSnapshot (§7) in chunks of
+// 16 of its 40 bytes (so a reply's progress moves the transfer), and it is handing leadership
+// to server 3 (§3.10), so a reply can make it send TimeoutNow.
 #include "codec_round_trip.hpp"
 
 #include <pods/policy/clock.hpp>
@@ -31,7 +32,7 @@ namespace {
 
 struct Sink {
   void apply(std::uint64_t, std::span<const std::byte>) {}
-  std::vector<std::byte> snapshot() const { return {}; }
+  std::vector<std::byte> snapshot() const { return std::vector<std::byte>(40, std::byte{7}); }
   void restore(std::span<const std::byte>) {}
 };
 
@@ -70,6 +71,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // A leader of term 1 (elected by hand), holding its no-op and one command.
   pods::ReplicatedLogOptions leader_options{
       .self = 1, .voters = {1, 2, 3}, .pre_vote = false, .snapshot_every = 1};
+  leader_options.snapshot_chunk_bytes = 16;
   pods::ReplicatedLog leader(pods::MemoryStorage{}, out, clock, sink, leader_options);
   clock.advance(std::chrono::seconds(1));
   leader.tick();
