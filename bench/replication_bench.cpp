@@ -12,12 +12,22 @@
 //                                          without loss: 256 puts of 32 bytes on 100 keys in
 //                                          flight at the leader; counter puts_per_sim_s =
 //                                          puts acknowledged per simulated second.
+//   hwm/ack_advance/<voters>               HighWaterMark as a leader uses it per
+//                                          AppendEntries reply: acknowledge(follower, index),
+//                                          then advance() with the current-term check; the
+//                                          followers answer in turn, each one index further.
+//   baseline/map_ack_advance/<voters>      the same with the match indices in a
+//                                          std::map<NodeId, index> copied into a vector and
+//                                          std::nth_element for the majority's index (what a
+//                                          leader without a fixed-size voter table does).
 // No faults but the loss: this measures the log's own cost per command (encoding, the
 // simulated network, storage appends and syncs, the state machine), not recovery. The peer
 // for durable replication between processes is etcd, measured by scripts/bench_replication.sh.
 #include "bench_support.hpp"
 
+#include <pods/cluster/majority_quorum.hpp>
 #include <pods/replication/consistent_core.hpp>
+#include <pods/replication/high_water_mark.hpp>
 #include <pods/replication/replicated_log.hpp>
 #include <pods/sim/cluster.hpp>
 #include <pods/sim/network.hpp>
@@ -30,6 +40,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -197,6 +208,73 @@ BENCHMARK(core_sim)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->Iterations(3);
+
+// ---- HighWaterMark: one leader's work per acknowledgement ----------------------------
+
+std::vector<pods::NodeId> bench_voters(std::size_t n) {
+  std::vector<pods::NodeId> v;
+  for (pods::NodeId id = 1; id <= n; ++id)
+    v.push_back(id);
+  return v;
+}
+
+void hwm_ack_advance(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  pods::MajorityQuorum quorum(bench_voters(n));
+  pods::HighWaterMark mark(quorum);
+  const std::uint64_t term_start = 1;  // every index is of the current term
+  std::uint64_t index = 0;
+  pods::NodeId next = 2;  // the followers answer in turn; the leader (1) acknowledges too
+  for (auto _ : state) {
+    ++index;
+    mark.acknowledge(1, index);
+    mark.acknowledge(next, index);
+    next = next == n ? 2 : next + 1;
+    benchmark::DoNotOptimize(mark.advance([&](std::uint64_t c) { return c >= term_start; }));
+  }
+  if (state.iterations() > 16 && mark.value() == 0) state.SkipWithError("the mark never moved");
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(hwm_ack_advance)->Name("hwm/ack_advance")->Arg(3)->Arg(5)->Arg(7);
+
+void baseline_map_ack_advance(benchmark::State& state) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  std::map<pods::NodeId, std::uint64_t> match;
+  for (pods::NodeId id : bench_voters(n))
+    match[id] = 0;
+  const std::uint64_t term_start = 1;
+  std::uint64_t index = 0, mark = 0;
+  pods::NodeId next = 2;
+  for (auto _ : state) {
+    ++index;
+    match[1] = std::max(match[1], index);
+    match[next] = std::max(match[next], index);
+    next = next == n ? 2 : next + 1;
+    std::vector<std::uint64_t> v;
+    v.reserve(n);
+    for (const auto& [id, m] : match)
+      v.push_back(m);
+    const auto kth = v.begin() + static_cast<std::ptrdiff_t>(n - (n / 2 + 1));
+    std::nth_element(v.begin(), kth, v.end());
+    const bool moved = *kth > mark && *kth >= term_start;
+    if (moved) mark = *kth;
+    benchmark::DoNotOptimize(moved);
+  }
+  if (state.iterations() > 16 && mark == 0) state.SkipWithError("the mark never moved");
+  state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations()));
+}
+BENCHMARK(baseline_map_ack_advance)->Name("baseline/map_ack_advance")->Arg(3)->Arg(5)->Arg(7);
+
+[[maybe_unused]] const bool comparisons_declared = [] {
+  for (const char* n : {"3", "5", "7"}) {
+    std::string label = "HighWaterMark acknowledge + advance, ";
+    label += n;
+    label += " voters, vs std::map + nth_element";
+    pods::bench::compare(label, std::string("hwm/ack_advance/") + n,
+                         std::string("baseline/map_ack_advance/") + n, "");
+  }
+  return true;
+}();
 
 }  // namespace
 
