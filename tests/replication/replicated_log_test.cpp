@@ -152,6 +152,8 @@ TEST_CASE("ReplicatedLog rejects bad options naming the option and the rule", "[
                     "ReplicatedLog: options.window must be at least 1");
   CHECK_THROWS_WITH(make({.self = 1, .voters = {1}, .max_batch_entries = 0}),
                     "ReplicatedLog: options.max_batch_entries must be at least 1");
+  CHECK_THROWS_WITH(make({.self = 1, .voters = {1}, .snapshot_chunk_bytes = 0}),
+                    "ReplicatedLog: options.snapshot_chunk_bytes must be at least 1");
   CHECK_THROWS_AS(make({.self = 1, .voters = {}}), std::invalid_argument);
   CHECK_THROWS_WITH(make({.self = 1, .voters = {1, 1}}),
                     "MajorityQuorum: voters must not repeat node 1");
