@@ -120,6 +120,11 @@ struct NonDurableInstall : pods::RaftRules {
   static constexpr bool durable_install = false;
 };
 
+// Test-only rule: the follower appends a chunk wherever it says it starts (Figure 13 broken).
+struct ChunksAnyOrder : pods::RaftRules {
+  static constexpr bool chunks_in_order = false;
+};
+
 pods::ReplicatedLogOptions options(NodeId self, std::vector<NodeId> voters) {
   return {.self = self,
           .voters = std::move(voters),
@@ -456,6 +461,26 @@ TEST_CASE("7, Figure 13: a follower gathers chunks in order and answers the offs
   f.restart(true);  // durable once acknowledged
   CHECK(f.machine.map == leader_state.map);
   CHECK(f.log->dropped() == 0);
+}
+
+// The same three chunks of "a=1\nb=2\nc=3\n", the middle one lost: the rule answers the last
+// with the offset it holds and installs nothing; the broken rule installs a state without b.
+template <class Rules>
+std::optional<std::map<std::string, std::string>> install_with_a_lost_chunk() {
+  pods::ManualClock clock;
+  Server<Rules> f(clock, options(3, {1, 2, 3}));
+  f.log->receive(1, InstallSnapshot{3, 5, 2, {{1, 2, 3}, {}}, bytes("a=1\n"), 0, false});
+  f.log->receive(1, InstallSnapshot{3, 5, 2, {{1, 2, 3}, {}}, bytes("c=3\n"), 8, true});
+  if (f.log->snapshots_installed() == 0) return std::nullopt;
+  return f.machine.map;
+}
+
+TEST_CASE("Mutation: appending a chunk at any offset (Figure 13) is caught message by message",
+          "[replicated_log][snapshot]") {
+  CHECK(install_with_a_lost_chunk<pods::RaftRules>() == std::nullopt);
+  const auto broken = install_with_a_lost_chunk<ChunksAnyOrder>();
+  REQUIRE(broken);
+  CHECK(broken->count("b") == 0);  // installed, and not the leader's state
 }
 
 TEST_CASE("7, Figure 13: chunks past max_snapshot_bytes are dropped and counted",
@@ -960,6 +985,26 @@ TEST_CASE(
     "linearizable under the nemesis",
     "[replicated_log][snapshot][sim]") {
   snapshot_sweep(5, raft_sim::seeds(3));
+}
+
+TEST_CASE("Mutation: on the simulator, chunks appended at any offset (Figure 13) are caught",
+          "[replicated_log][snapshot][sim]") {
+  std::uint64_t caught = 0, first = 0;
+  std::string why;
+  const std::uint64_t n = raft_sim::seeds(raft_sim::mutation_seeds);
+  for (std::uint64_t seed = 1; seed <= n; ++seed) {
+    SnapshotsAndTransfers ext;
+    if (auto r = snap_run<ChunksAnyOrder>(seed, 3, ext); !r.violation.empty()) {
+      ++caught;
+      if (first == 0) {
+        first = seed;
+        why = r.violation.substr(0, r.violation.find('\n'));
+      }
+    }
+  }
+  WARN("chunks in any order: caught at " << caught << " of " << n << " seeds, first at seed "
+                                         << first << ": " << why);
+  CHECK(caught > 0);
 }
 
 TEST_CASE("Mutation: on the simulator, a non-durable InstallSnapshot (7) is caught",

@@ -544,6 +544,7 @@ struct RaftRules {
   static constexpr bool current_term_commit = true;   // §5.4.2
   static constexpr bool one_change_at_a_time = true;  // dissertation §4.1
   static constexpr bool durable_install = true;       // §7: the snapshot synced before the reply
+  static constexpr bool chunks_in_order = true;       // Figure 13: a chunk only at the held offset
 };
 
 struct ReplicatedLogOptions {
@@ -1680,7 +1681,7 @@ class ReplicatedLog {
       }
     }
     const std::uint64_t held = incoming_ ? incoming_->data.size() : 0;
-    if (!incoming_ || s.offset != held) {
+    if (!incoming_ || (Rules::chunks_in_order && s.offset != held)) {
       (void)transport_.send(from, InstallSnapshotReply{term(), 0, s.last_index, held});
       return;
     }
