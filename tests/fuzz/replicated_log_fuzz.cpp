@@ -9,7 +9,8 @@
 // adopt a configuration that has a voter and lies within the log. The leader
 // snapshots after every applied entry, so a refusal sends it InstallSnapshot (§7) in chunks of
 // 16 of its 40 bytes (so a reply's progress moves the transfer), and it is handing leadership
-// to server 3 (§3.10), so a reply can make it send TimeoutNow.
+// to server 3 (§3.10), so a reply can make it send TimeoutNow. The machine refuses a
+// snapshot that is not its own, so a fuzzed one reaches the drop path too.
 #include "codec_round_trip.hpp"
 
 #include <pods/policy/clock.hpp>
@@ -33,7 +34,14 @@ namespace {
 struct Sink {
   void apply(std::uint64_t, std::span<const std::byte>) {}
   std::vector<std::byte> snapshot() const { return std::vector<std::byte>(40, std::byte{7}); }
-  void restore(std::span<const std::byte>) {}
+  // Refuses what is not its own snapshot, as a real machine refuses bytes it cannot decode:
+  // a fuzzed InstallSnapshot is then dropped, not installed.
+  void restore(std::span<const std::byte> bytes) {
+    if (bytes.size() != 40 ||
+        std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{7}; })) {
+      throw pods::CorruptionError("Sink snapshot", 0, "not the 40 bytes of 7 it writes");
+    }
+  }
 };
 
 }  // namespace

@@ -54,10 +54,11 @@
 //                    snapshot in chunks of options.snapshot_chunk_bytes (Figure 13), one in
 //                    flight at a time, each acknowledged with the bytes held so far (a lost
 //                    chunk is resent at the next heartbeat; one at an unexpected offset is
-//                    answered with the offset wanted); with the last chunk it makes the
-//                    snapshot durable, keeps its log after it when it holds the snapshot's
-//                    entry with the same term, discards all of it otherwise, restores the
-//                    machine and replies; AppendEntries resume after it.
+//                    answered with the offset wanted); with the last chunk it restores the
+//                    machine from it, makes it durable, keeps its log after it when it holds
+//                    the snapshot's entry with the same term, discards all of it otherwise,
+//                    and replies; AppendEntries resume after it. A snapshot the machine
+//                    refuses (CorruptionError) is dropped and counted, unanswered.
 //                  - Leadership transfer (dissertation §3.10): transfer_leadership(to) stops
 //                    proposals, brings `to` up to date, sends it TimeoutNow; `to` campaigns at
 //                    once, without pre-vote, and the voters disregard their leader lease for
@@ -91,7 +92,8 @@
 //                transfer_leadership throws std::invalid_argument naming a target that is 0,
 //                this server or not a voter. A malformed
 //                message (from node 0 or itself, inconsistent indices, a configuration that
-//                does not decode) is dropped and counted by dropped(). Storage failures throw
+//                does not decode, a snapshot the machine's restore refuses) is dropped and
+//                counted by dropped(). Storage failures throw
 //                std::system_error; a bad term and vote record before the last one, or a
 //                log entry that does not decode, throws pods::CorruptionError naming the
 //                segment (or entry) and the offset; so does a log that starts after the
@@ -165,7 +167,10 @@ namespace pods {
 // Semantic requirements the compiler cannot check:
 //   - apply is deterministic: the same commands in the same order give the same state on
 //     every server;
-//   - restore(snapshot()) gives back the same state.
+//   - restore(snapshot()) gives back the same state;
+//   - restore of bytes that are not a snapshot throws pods::CorruptionError and leaves the
+//     state as it was (a leader's snapshot that does not decode is then dropped and counted,
+//     not installed; on recovery the error propagates, naming the snapshot).
 // clang-format off
 template <class S>
 concept StateMachine = requires(S& s, const S& cs, std::uint64_t index,
@@ -1147,9 +1152,10 @@ class ReplicatedLog {
     terms_.clear();
   }
 
-  // §7: makes the leader's snapshot this server's state: durable first, then the log after
-  // it is kept if it holds the snapshot's entry with its term, else discarded entirely.
-  void install(const InstallSnapshot& s) {
+  // §7: makes the leader's snapshot, which the machine has restored, this server's state:
+  // durable first, then the log after it is kept if it holds the snapshot's entry with its
+  // term, else discarded entirely.
+  void install(InstallSnapshot s) {
     write_snapshot(s.last_index, s.last_term, s.configuration, s.data, Rules::durable_install);
     if (s.last_index <= last_index() && term_at(s.last_index) == s.last_term) {
       drop_prefix(s.last_index, s.last_term, s.configuration);
@@ -1163,9 +1169,8 @@ class ReplicatedLog {
       lwm_.snapshot_taken(s.last_index);
     }
     synced_ = std::max(synced_, s.last_index);
-    machine_.restore(s.data);
     current_ = std::make_shared<const SnapshotImage>(
-        SnapshotImage{s.last_index, s.last_term, s.configuration, s.data});
+        SnapshotImage{s.last_index, s.last_term, std::move(s.configuration), std::move(s.data)});
     applied_ = s.last_index;
     mark_.follow(s.last_index);
     ++snapshots_installed_;
@@ -1691,9 +1696,18 @@ class ReplicatedLog {
                             InstallSnapshotReply{term(), 0, s.last_index, incoming_->data.size()});
       return;
     }
-    const InstallSnapshot whole = std::move(*incoming_);
+    InstallSnapshot whole = std::move(*incoming_);
     incoming_.reset();
-    install(whole);
+    // The machine restores the snapshot before anything is made durable: one it refuses as
+    // corrupt (CorruptionError, its state unchanged) changes nothing here, and is dropped and
+    // counted, unanswered; the leader sends it again, and this server goes on running.
+    try {
+      machine_.restore(whole.data);
+    } catch (const CorruptionError&) {
+      ++dropped_;
+      return;
+    }
+    install(std::move(whole));
     (void)transport_.send(from, InstallSnapshotReply{term(), s.last_index});
   }
 
@@ -1712,6 +1726,10 @@ class ReplicatedLog {
     if (r.snapshot_index != 0) {  // a chunk's progress: the next chunk from where it stands
       p->heard = true;
       if (!p->sending || r.snapshot_index != p->sending->index || p->next > base_) return;
+      // A reply that names the offset already being sent is no news (a duplicate, or the
+      // answer to a resent chunk): it sends nothing, so duplicated replies cannot multiply the
+      // chunks in flight. A lost chunk is resent at the heartbeat.
+      if (r.offset == p->snapshot_offset) return;
       p->snapshot_offset = r.offset;
       p->in_flight = 0;
       send_append(*p, false);
