@@ -747,9 +747,9 @@ class ReplicatedLog {
     RaftConfiguration config = configuration_at(index);
     std::vector<std::byte> data = machine_.snapshot();
     write_snapshot(index, t, config, data, true);
-    drop_prefix(index, t, std::move(config));
+    drop_prefix(index, t, config);
     current_ = std::make_shared<const SnapshotImage>(
-        SnapshotImage{index, t, configuration_at(index), std::move(data)});
+        SnapshotImage{index, t, std::move(config), std::move(data)});
     ++snapshots_taken_;
     lwm_.snapshot_taken(index);
     lwm_.clean(log_);
@@ -1685,15 +1685,11 @@ class ReplicatedLog {
             InstallSnapshot{s.term, s.last_index, s.last_term, s.configuration, {}, 0, false};
       }
     }
-    const std::uint64_t held = incoming_ ? incoming_->data.size() : 0;
-    if (!incoming_ || (Rules::chunks_in_order && s.offset != held)) {
+    const bool fits = incoming_ && (!Rules::chunks_in_order || s.offset == incoming_->data.size());
+    if (fits) incoming_->data.insert(incoming_->data.end(), s.data.begin(), s.data.end());
+    if (!fits || !s.done) {  // the bytes held: where the next chunk must start
+      const std::uint64_t held = incoming_ ? incoming_->data.size() : 0;
       (void)transport_.send(from, InstallSnapshotReply{term(), 0, s.last_index, held});
-      return;
-    }
-    incoming_->data.insert(incoming_->data.end(), s.data.begin(), s.data.end());
-    if (!s.done) {
-      (void)transport_.send(from,
-                            InstallSnapshotReply{term(), 0, s.last_index, incoming_->data.size()});
       return;
     }
     InstallSnapshot whole = std::move(*incoming_);
